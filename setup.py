@@ -1,0 +1,35 @@
+"""gluonmine: training-time sample selection for MXNet / GluonCV detectors."""
+from setuptools import find_packages, setup
+
+# One dependency set known to install together on Python 3.11 without resolver
+# backtracking: mxnet 1.9.1 needs numpy<1.24, so every package that GluonCV pulls
+# in is pinned to its last release that still accepts NumPy 1.23.
+INSTALL_REQUIRES = [
+    'mxnet==1.9.1',
+    'numpy==1.23.5',
+    'gluoncv==0.10.5.post0',
+    'opencv-python==4.8.1.78',
+    'pandas==2.0.3',
+    'scipy==1.11.4',
+    'matplotlib==3.7.5',
+    'contourpy==1.3.2',
+    'tqdm>=4.60',
+]
+
+TEST_REQUIRES = [
+    'pytest>=7.0',
+    'hypothesis>=6.80',
+]
+
+setup(
+    name='gluonmine',
+    version='0.1.0',
+    description='GPU-resident target sampling and hard example mining for GluonCV detectors',
+    long_description=open('README.md').read() if __import__('os').path.exists('README.md') else '',
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['gluonmine', 'gluonmine.*']),
+    python_requires='>=3.8',
+    install_requires=INSTALL_REQUIRES,
+    extras_require={'test': TEST_REQUIRES},
+    license='Apache-2.0',
+)
