@@ -1,0 +1,79 @@
+"""Argument and input-shape checks shared by every public block.
+
+Constructor arguments fail with ``ValueError`` naming the argument and the value;
+inputs fail with ``ValueError`` naming the input, the shape expected and the
+shape given. Shape checks run in ``forward`` on the NDArrays a caller passes,
+so they hold eagerly and for hybridized blocks alike; nothing is read from the
+device.
+"""
+import numbers
+
+from mxnet import ndarray
+
+
+def check_number(name, value, low=None, high=None, low_open=False, high_open=False):
+    """Return ``float(value)`` after checking it is a real number in the range.
+
+    The range is ``[low, high]``; ``low_open``/``high_open`` exclude an end.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
+        raise ValueError('{} must be a real number, got {!r}'.format(name, value))
+    too_low = low is not None and (value < low or (low_open and value == low))
+    too_high = high is not None and (value > high or (high_open and value == high))
+    if too_low or too_high:
+        interval = '{}{}, {}{}'.format('(' if low_open else '[',
+                                       '-inf' if low is None else low,
+                                       'inf' if high is None else high,
+                                       ')' if high_open else ']')
+        raise ValueError('{} must be in {}, got {!r}'.format(name, interval, value))
+    return float(value)
+
+
+def check_int(name, value, low=0):
+    """Return ``int(value)`` after checking it is an integer >= low."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError('{} must be an integer >= {}, got {!r}'.format(name, low, value))
+    return int(value)
+
+
+def check_order(low_name, low, high_name, high):
+    """Check ``low <= high`` for two already checked numbers."""
+    if low > high:
+        raise ValueError('{} must be <= {}, got {!r} > {!r}'.format(
+            low_name, high_name, low, high))
+
+
+def check_choice(name, value, choices):
+    """Check that value is one of choices."""
+    if value not in choices:
+        raise ValueError('{} must be one of {}, got {!r}'.format(
+            name, ', '.join(repr(c) for c in choices), value))
+    return value
+
+
+def is_array(x):
+    """True for an NDArray (a value whose shape can be checked), False for a Symbol."""
+    return isinstance(x, ndarray.NDArray)
+
+
+def check_shape(name, x, expected, last=None):
+    """Check the rank (and optionally the last dimension) of an NDArray input.
+
+    expected: a string such as ``'(B, N, M)'``; its number of axes is the rank
+    required. ``last`` fixes the size of the last axis (4 for boxes).
+    Symbols pass unchecked: their shapes are not known yet.
+    """
+    if not is_array(x):
+        return
+    rank = len(expected.strip('()').split(','))
+    if x.ndim != rank or (last is not None and x.shape[-1] != last):
+        raise ValueError('{} must have shape {}, got {}'.format(name, expected, x.shape))
+
+
+def check_same(name, x, axis, other_name, other, other_axis):
+    """Check that two NDArray inputs agree on the size of one axis each."""
+    if not (is_array(x) and is_array(other)):
+        return
+    if x.shape[axis] != other.shape[other_axis]:
+        raise ValueError('{} has shape {} and {} has shape {}: their axes {} and {} must '
+                         'match'.format(name, x.shape, other_name, other.shape, axis, other_axis))

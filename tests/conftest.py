@@ -1,0 +1,104 @@
+"""Shared fixtures: seeds, the three ways a block runs, and a host-sync guard."""
+import contextlib
+import json
+import os
+import random
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import gluon
+
+MODES = ('eager', 'hybrid', 'exported')
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every test starts from the same random state."""
+    mx.random.seed(0)
+    np.random.seed(0)
+    random.seed(0)
+
+
+def export_and_import(block, tmpdir, num_inputs):
+    """Export a hybridized block (already called once) and load it back as a SymbolBlock."""
+    os.makedirs(str(tmpdir), exist_ok=True)
+    prefix = os.path.join(str(tmpdir), 'block')
+    block.export(prefix)
+    names = ['data{}'.format(i) for i in range(num_inputs)] if num_inputs > 1 else ['data']
+    with open(prefix + '-symbol.json') as f:
+        graph = json.load(f)
+    imported = gluon.SymbolBlock.imports(prefix + '-symbol.json', names,
+                                         prefix + '-0000.params' if block.collect_params() else None)
+    return imported, graph
+
+
+def run_in_mode(make_block, inputs, mode, tmpdir, seed=7):
+    """Run a fresh block on inputs in one mode, after seeding ``mx.random``.
+
+    Returns the outputs as a tuple of numpy arrays (and, for 'exported', the
+    symbol graph as a third item via ``run_in_mode.graph``).
+    """
+    block = make_block()
+    block.initialize()
+    if mode != 'eager':
+        block.hybridize()
+    if mode == 'exported':
+        mx.random.seed(seed)
+        block(*inputs)
+        block, run_in_mode.graph = export_and_import(block, tmpdir, len(inputs))
+    mx.random.seed(seed)
+    out = block(*inputs)
+    out = out if isinstance(out, (list, tuple)) else (out,)
+    return tuple(o.asnumpy() for o in out)
+
+
+@pytest.fixture
+def modes(tmp_path):
+    """``modes(make_block, inputs)`` -> {mode: outputs} for eager, hybrid and exported runs."""
+    def run(make_block, inputs):
+        return {mode: run_in_mode(make_block, inputs, mode, tmp_path / mode) for mode in MODES}
+    return run
+
+
+def assert_same_outputs(results):
+    """All modes gave identical outputs."""
+    reference = results['eager']
+    for mode, outputs in results.items():
+        assert len(outputs) == len(reference), mode
+        for got, want in zip(outputs, reference):
+            np.testing.assert_array_equal(got, want, err_msg=mode)
+
+
+@contextlib.contextmanager
+def no_host_sync():
+    """Make ``NDArray.asnumpy`` and ``asscalar`` raise inside the block."""
+    def refuse(*args, **kwargs):
+        raise AssertionError('host round trip during forward')
+    saved = mx.nd.NDArray.asnumpy, mx.nd.NDArray.asscalar
+    mx.nd.NDArray.asnumpy, mx.nd.NDArray.asscalar = refuse, refuse
+    try:
+        yield
+    finally:
+        mx.nd.NDArray.asnumpy, mx.nd.NDArray.asscalar = saved
+
+
+def forward_without_host_sync(block, inputs):
+    """Run block(*inputs) eagerly and hybridized with the guard on; return numpy outputs."""
+    results = []
+    for hybrid in (False, True):
+        if hybrid:
+            block.hybridize()
+        with no_host_sync():
+            out = block(*inputs)
+            out = out if isinstance(out, (list, tuple)) else (out,)
+            mx.nd.waitall()
+        results.append(tuple(o.asnumpy() for o in out))
+    return results
+
+
+def random_boxes(rng, n, size=100., min_side=2., max_side=40.):
+    """n random corner boxes inside a size x size image, float32 (n, 4)."""
+    xy = rng.uniform(0, size - max_side, size=(n, 2))
+    wh = rng.uniform(min_side, max_side, size=(n, 2))
+    return np.concatenate([xy, xy + wh], axis=1).astype('float32')
