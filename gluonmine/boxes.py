@@ -1,0 +1,74 @@
+"""Box geometry on batches: pairwise IoU, the image-border rule, box encoding.
+
+Shape shorthand: B images, N candidates (anchors or RoIs), M ground truths.
+Boxes are corner format (x1, y1, x2, y2); padding ground truths are rows of -1
+and have IoU 0 with every box. Functions take the operator namespace ``F``.
+"""
+# pylint: disable=invalid-name
+
+
+def _corners(F, boxes):
+    """Split (..., 4) corner boxes into four (..., 1) coordinate tensors."""
+    return F.split(boxes, num_outputs=4, axis=-1)
+
+
+def pairwise_iou(F, boxes, gt_boxes, shared):
+    """IoU of every box with every ground truth of the same image.
+
+    boxes: (N, 4) shared by all images when ``shared``, else (B, N, 4);
+    gt_boxes: (B, M, 4) -> (B, N, M). A pair that does not overlap, or a
+    degenerate box, has IoU 0 (the convention of ``contrib.box_iou``).
+
+    Shared boxes go through one fused ``contrib.box_iou`` call, (N, 4) x
+    (B, M, 4) -> (N, B, M), then one transpose. Per-image boxes cannot use it
+    without computing B times the pairs, so they use broadcast arithmetic.
+    """
+    if shared:
+        ious = F.contrib.box_iou(boxes, gt_boxes, format='corner')         # (N, B, M)
+        return F.transpose(ious, axes=(1, 0, 2))                            # (B, N, M)
+    x1, y1, x2, y2 = _corners(F, boxes)                                     # (B, N, 1) each
+    gx1, gy1, gx2, gy2 = [F.transpose(c, axes=(0, 2, 1)) for c in _corners(F, gt_boxes)]  # (B, 1, M)
+    width = F.relu(F.broadcast_minimum(x2, gx2) - F.broadcast_maximum(x1, gx1))  # (B, N, M)
+    height = F.relu(F.broadcast_minimum(y2, gy2) - F.broadcast_maximum(y1, gy1))  # (B, N, M)
+    inter = width * height                                                  # (B, N, M)
+    area = (x2 - x1) * (y2 - y1)                                            # (B, N, 1)
+    gt_area = (gx2 - gx1) * (gy2 - gy1)                                     # (B, 1, M)
+    union = F.broadcast_add(area, gt_area) - inter                          # (B, N, M)
+    overlap = inter > 0                                                     # (B, N, M)
+    return overlap * inter / (union + (1 - overlap))                        # (B, N, M)
+
+
+def inside_image(F, boxes, im_hw, allowed_border, shared):
+    """1 where a box lies inside its image, widened by ``allowed_border`` pixels.
+
+    GluonCV's rule: a box is outside when x1 < -border, y1 < -border,
+    x2 >= width + border or y2 >= height + border.
+    boxes: (N, 4) when ``shared``, else (B, N, 4); im_hw: (B, 2) height, width
+    -> (B, N) in {0, 1}.
+    """
+    x1, y1, x2, y2 = [F.reshape(c, shape=(1, -1) if shared else (0, -1))
+                      for c in _corners(F, boxes)]                          # (1 or B, N)
+    height, width = F.split(im_hw, num_outputs=2, axis=-1)                 # (B, 1) each
+    border = float(allowed_border)
+    return (F.broadcast_greater_equal(x1, F.zeros_like(width) - border)
+            * F.broadcast_greater_equal(y1, F.zeros_like(height) - border)
+            * F.broadcast_lesser(x2, width + border)
+            * F.broadcast_lesser(y2, height + border))                      # (B, N)
+
+
+def encode(F, boxes, gt_boxes, stds, means=(0., 0., 0., 0.)):
+    """Normalized center offsets of ``gt_boxes`` relative to ``boxes``.
+
+    GluonCV's ``NormalizedBoxCenterEncoder``: with width w = x2 - x1 and center
+    x = x1 + w / 2, the targets are ((gx - x) / w - m0) / s0,
+    ((gy - y) / h - m1) / s1, (log(gw / w) - m2) / s2, (log(gh / h) - m3) / s3.
+    boxes, gt_boxes: (..., 4) of the same shape -> (..., 4).
+    """
+    x1, y1, x2, y2 = _corners(F, boxes)                                     # (..., 1) each
+    gx1, gy1, gx2, gy2 = _corners(F, gt_boxes)                              # (..., 1) each
+    w, h = x2 - x1, y2 - y1
+    gw, gh = gx2 - gx1, gy2 - gy1
+    dx = ((gx1 + gw * 0.5) - (x1 + w * 0.5)) / w
+    dy = ((gy1 + gh * 0.5) - (y1 + h * 0.5)) / h
+    codes = [dx, dy, F.log(gw / w), F.log(gh / h)]
+    return F.concat(*[(c - m) / s for c, m, s in zip(codes, means, stds)], dim=-1)  # (..., 4)

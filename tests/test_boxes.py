@@ -1,0 +1,42 @@
+"""Box geometry: batched IoU, the border rule and the encoder against MXNet and GluonCV."""
+import numpy as np
+from gluoncv.nn.coder import NumPyNormalizedBoxCenterEncoder
+from mxnet import nd
+from numpy.testing import assert_allclose, assert_array_equal
+
+from conftest import random_boxes
+from gluonmine import boxes
+
+
+def test_pairwise_iou_shared_and_per_image_equal_box_iou():
+    rng = np.random.RandomState(0)
+    anchors = random_boxes(rng, 50)
+    gt = np.stack([random_boxes(rng, 4) for _ in range(3)])
+    gt[2, 1] = -1                                   # a padding row: IoU 0
+    gt[0, 0] = [10, 10, 10, 30]                     # a degenerate box: IoU 0
+    want = np.stack([nd.contrib.box_iou(nd.array(anchors), nd.array(g)).asnumpy() for g in gt])
+    shared = boxes.pairwise_iou(nd, nd.array(anchors), nd.array(gt), shared=True).asnumpy()
+    per_image = boxes.pairwise_iou(nd, nd.array(np.stack([anchors] * 3)), nd.array(gt),
+                                   shared=False).asnumpy()
+    assert_allclose(shared, want, rtol=1e-6)
+    assert_allclose(per_image, want, rtol=1e-5, atol=1e-7)
+    assert not shared[2, :, 1].any() and not shared[0, :, 0].any()
+
+
+def test_inside_image_is_gluoncvs_border_rule():
+    anchors = nd.array([[0, 0, 9, 9], [-1, 0, 5, 5], [0, 0, 10, 5], [2, 2, 8, 12]])
+    im_hw = nd.array([[10, 10], [13, 11]])
+    got = boxes.inside_image(nd, anchors, im_hw, 0, shared=True).asnumpy()
+    assert_array_equal(got, [[1, 0, 0, 0], [1, 0, 1, 1]])
+    got = boxes.inside_image(nd, anchors, im_hw, 1, shared=True).asnumpy()
+    assert_array_equal(got, [[1, 1, 1, 0], [1, 1, 1, 1]])
+
+
+def test_encode_equals_gluoncv_numpy_encoder():
+    rng = np.random.RandomState(1)
+    anchors, gt = random_boxes(rng, 30)[None], random_boxes(rng, 30)[None]
+    stds = (0.1, 0.1, 0.2, 0.2)
+    want, _ = NumPyNormalizedBoxCenterEncoder(stds=stds)(
+        np.ones((1, 30)), np.arange(30)[None], anchors, gt)
+    got = boxes.encode(nd, nd.array(anchors), nd.array(gt), stds).asnumpy()
+    assert_allclose(got, want, rtol=1e-5, atol=1e-5)
