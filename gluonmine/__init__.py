@@ -1,0 +1,12 @@
+"""gluonmine: training-time sample selection for MXNet / GluonCV detectors.
+
+Target samplers that follow GluonCV's conventions, batched and on device, and
+hard example miners. The public names below are the contract of
+``shared/DESIGN.md``.
+"""
+from .quota import QuotaSampler
+from .rpn import RPNTargetGenerator, RPNTargetSampler
+
+__version__ = '0.1.0'
+
+__all__ = ['QuotaSampler', 'RPNTargetGenerator', 'RPNTargetSampler', '__version__']

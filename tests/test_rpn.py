@@ -1,0 +1,311 @@
+"""RPNTargetSampler and RPNTargetGenerator: rules, quotas, GluonCV parity, modes."""
+import mxnet as mx
+import numpy as np
+import pytest
+from gluoncv.model_zoo.rcnn.rpn.rpn_target import RPNTargetGenerator as GluonCVGenerator
+from gluoncv.model_zoo.rcnn.rpn.rpn_target import RPNTargetSampler as GluonCVSampler
+from gluoncv.nn.coder import NumPyNormalizedBoxCenterEncoder
+from mxnet import nd
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy import stats
+
+from conftest import assert_same_outputs, forward_without_host_sync, random_boxes
+from gluonmine import RPNTargetGenerator, RPNTargetSampler
+
+
+def counts(samples):
+    """(positives, negatives) per image of a (B, N) samples array."""
+    return (samples > 0).sum(axis=1), (samples < 0).sum(axis=1)
+
+
+# ---------------------------------------------------------------- sampler rules
+
+def test_quotas_on_a_hand_checked_image():
+    # 6 anchors, 1 gt. anchor 0 is positive (0.9), 1 is forced? no: 0 is the best.
+    # 2..5 are negatives (< 0.3). num_sample 4, pos_ratio 0.5 -> 1 positive, 3 of 4 negatives
+    ious = nd.array([[[0.9], [0.5], [0.1], [0.0], [0.2], [0.05]]])
+    samples, matches = RPNTargetSampler(num_sample=4)(ious)
+    s = samples.asnumpy()[0]
+    assert s[0] == 1 and s[1] == 0
+    assert (s[2:] == -1).sum() == 3 and (s[2:] == 0).sum() == 1
+    assert_array_equal(matches.asnumpy(), np.zeros((1, 6)))
+
+
+def test_fewer_candidates_than_num_sample_keeps_everything():
+    ious = nd.array([[[0.9, 0.0], [0.1, 0.0], [0.0, 0.8], [0.5, 0.5]]])
+    samples, matches = RPNTargetSampler(num_sample=256)(ious)
+    assert_array_equal(samples.asnumpy(), [[1, -1, 1, 0]])
+    assert_array_equal(matches.asnumpy(), [[0, 0, 1, 0]])
+
+
+def test_no_positives_and_all_ignored():
+    # image 0: no gt (all padding) -> negatives only, at most num_sample of them;
+    # image 1: every anchor outside the image -> all ignored
+    ious = nd.array([np.zeros((300, 3)), -np.ones((300, 3))])
+    samples, matches = RPNTargetSampler(num_sample=64)(ious)
+    pos, neg = counts(samples.asnumpy())
+    assert_array_equal(pos, [0, 0])
+    assert_array_equal(neg, [64, 0])
+    assert_array_equal(matches.asnumpy(), np.zeros((2, 300)))
+
+
+def test_fill_negative_off_keeps_the_negative_quota_fixed():
+    ious = nd.array([np.concatenate([np.full((2, 1), 0.9), np.zeros((100, 1))])])
+    for fill, want_neg in [(True, 8), (False, 5)]:
+        samples, _ = RPNTargetSampler(num_sample=10, fill_negative=fill)(ious)
+        assert_array_equal(counts(samples.asnumpy()), [[2], [want_neg]])
+
+
+def random_ious(rng, batch, n, m, invalid=0.2):
+    """IoU matrices where every gt has a positive best IoU, some anchors unusable."""
+    ious = rng.rand(batch, n, m) ** 3
+    ious[rng.rand(batch, n) < invalid] = -1
+    return ious.astype('float32')
+
+
+def test_counts_are_exact_on_random_matrices():
+    rng = np.random.RandomState(0)
+    ious = random_ious(rng, 6, 500, 7)
+    sampler = RPNTargetSampler(num_sample=128, pos_ratio=0.25)
+    labels = sampler.label(nd, nd.array(ious)).asnumpy()
+    samples = sampler(nd.array(ious))[0].asnumpy()
+    num_pos, num_neg = counts(labels)
+    pos, neg = counts(samples)
+    assert_array_equal(pos, np.minimum(num_pos, 32))
+    assert_array_equal(neg, np.minimum(num_neg, 128 - np.minimum(num_pos, 32)))
+    # chosen positives are labelled positives, chosen negatives labelled negatives
+    assert not ((samples > 0) & (labels <= 0)).any()
+    assert not ((samples < 0) & (labels >= 0)).any()
+
+
+# ---------------------------------------------------------------- GluonCV parity
+
+def test_labels_equal_gluoncv_with_clobber_positives():
+    rng = np.random.RandomState(1)
+    ours = RPNTargetSampler(clobber_positives=True)
+    # a num_sample larger than N switches GluonCV's subsampling off
+    theirs = GluonCVSampler(num_sample=10 ** 6, pos_iou_thresh=0.7, neg_iou_thresh=0.3,
+                            pos_ratio=0.5)
+    for quantized in (False, True):
+        ious = random_ious(rng, 4, 400, 6)
+        if quantized:                       # many exact ties with each gt's best IoU
+            ious = np.where(ious >= 0, np.round(ious, 1), ious).astype('float32')
+        labels = ours.label(nd, nd.array(ious)).asnumpy()
+        for b in range(len(ious)):
+            want, _ = theirs(ious[b])
+            assert_array_equal(labels[b], want)
+
+
+def test_matches_equal_gluoncv():
+    rng = np.random.RandomState(2)
+    ious = np.round(random_ious(rng, 3, 300, 5), 2).astype('float32')
+    _, matches = RPNTargetSampler()(nd.array(ious))
+    for b in range(len(ious)):
+        _, want = GluonCVSampler(256, 0.7, 0.3, 0.5)(ious[b])
+        assert_array_equal(matches.asnumpy()[b], want)
+
+
+def selection_counts(samples, sign):
+    return (np.sign(samples) == sign).sum(axis=0)
+
+
+def test_subsampling_is_uniform_like_gluoncv():
+    # 10 positives (IoU 0.8) and 30 negatives (IoU 0.1); num_sample 8, pos_ratio 0.25:
+    # every draw keeps 2 of 10 positives and 6 of 30 negatives
+    draws = 3000
+    image = np.concatenate([np.full((10, 1), 0.8), np.full((30, 1), 0.1)]).astype('float32')
+    mx.random.seed(5)
+    samples, _ = RPNTargetSampler(num_sample=8, pos_ratio=0.25)(nd.array([image] * draws))
+    ours = samples.asnumpy()
+    np.random.seed(5)
+    theirs = np.stack([GluonCVSampler(8, 0.7, 0.3, 0.25)(image)[0] for _ in range(draws)])
+    for sampled in (ours, theirs):
+        assert_array_equal(counts(sampled), [[2] * draws, [6] * draws])
+    for sign, rows in [(1, slice(0, 10)), (-1, slice(10, 40))]:
+        mine, gluon = selection_counts(ours, sign)[rows], selection_counts(theirs, sign)[rows]
+        # each candidate equally likely (chi-square goodness of fit) ...
+        assert stats.chisquare(mine).pvalue > 1e-3
+        assert stats.chisquare(gluon).pvalue > 1e-3
+        # ... and the same distribution as GluonCV's (chi-square homogeneity)
+        assert stats.chi2_contingency(np.stack([mine, gluon]))[1] > 1e-3
+
+
+# ---------------------------------------------------------------- modes, host, errors
+
+def test_sampler_eager_hybrid_exported_agree(modes):
+    ious = nd.array(random_ious(np.random.RandomState(3), 2, 300, 4))
+    assert_same_outputs(modes(lambda: RPNTargetSampler(num_sample=32), [ious]))
+
+
+def test_exported_sampler_has_no_custom_operator(tmp_path):
+    from conftest import export_and_import
+    sampler = RPNTargetSampler()
+    sampler.hybridize()
+    sampler(nd.array(random_ious(np.random.RandomState(4), 1, 50, 3)))
+    _, graph = export_and_import(sampler, tmp_path, 1)
+    assert 'Custom' not in {node['op'] for node in graph['nodes']}
+
+
+def test_sampler_forward_never_syncs_with_host():
+    ious = nd.array(random_ious(np.random.RandomState(5), 2, 200, 3))
+    eager, hybrid = forward_without_host_sync(RPNTargetSampler(num_sample=16), [ious])
+    for out in (eager, hybrid):
+        assert_array_equal(counts(out[0])[0], [8, 8])
+
+
+@pytest.mark.parametrize('kwargs, name', [
+    (dict(num_sample=0), 'num_sample'), (dict(num_sample=2.5), 'num_sample'),
+    (dict(pos_iou_thresh=0.), 'pos_iou_thresh'), (dict(pos_iou_thresh=1.5), 'pos_iou_thresh'),
+    (dict(neg_iou_thresh=-0.1), 'neg_iou_thresh'), (dict(neg_iou_thresh=0.8), 'neg_iou_thresh'),
+    (dict(pos_ratio=1.2), 'pos_ratio'), (dict(pos_ratio=float('nan')), 'pos_ratio'),
+    (dict(min_forced_iou=1.), 'min_forced_iou'), (dict(min_forced_iou=-1), 'min_forced_iou'),
+])
+def test_sampler_rejects_bad_arguments(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        RPNTargetSampler(**kwargs)
+
+
+@pytest.mark.parametrize('hybrid', [False, True])
+def test_sampler_rejects_wrong_rank(hybrid):
+    sampler = RPNTargetSampler()
+    if hybrid:
+        sampler.hybridize()
+    with pytest.raises(ValueError, match=r'ious must have shape \(B, N, M\), got \(5, 3\)'):
+        sampler(nd.zeros((5, 3)))
+
+
+# ---------------------------------------------------------------- generator
+
+IM_HW = np.array([[80., 100.], [100., 90.]], dtype='float32')
+
+
+def generator_inputs(seed=0, n=600, m=4):
+    rng = np.random.RandomState(seed)
+    anchors = random_boxes(rng, n, size=110., min_side=8., max_side=50.) - 5.
+    gt = np.stack([random_boxes(rng, m, size=80., min_side=10.) for _ in range(2)])
+    gt[1, -1] = -1                                                          # one padding row
+    return anchors, gt
+
+
+def gluoncv_ious(anchors, gt, height, width):
+    """IoU with GluonCV's border rule: -1 for anchors crossing the image."""
+    ious = nd.contrib.box_iou(nd.array(anchors), nd.array(gt)).asnumpy()
+    outside = ((anchors[:, 0] < 0) | (anchors[:, 1] < 0) | (anchors[:, 2] >= width)
+               | (anchors[:, 3] >= height))
+    ious[outside] = -1
+    return ious
+
+
+def test_generator_targets_equal_gluoncv_encoding_for_the_same_samples():
+    anchors, gt = generator_inputs()
+    stds = (1., 1., 2., 2.)
+    cls_target, box_target, box_mask = RPNTargetGenerator(num_sample=64, stds=stds)(
+        nd.array(gt), nd.array(anchors), nd.array(IM_HW))
+    for b in range(2):
+        height, width = IM_HW[b]
+        real = gt[b][gt[b, :, 0] >= 0]
+        ious = gluoncv_ious(anchors, real, height, width)
+        cls = cls_target.asnumpy()[b]
+        samples = np.where(cls > 0, 1., np.where(cls == 0, -1., 0.))
+        # the sampled labels are a subset of the rule's labels on GluonCV's IoU
+        labels = RPNTargetSampler().label(nd, nd.array(ious[None])).asnumpy()[0]
+        assert not ((samples != 0) & (samples != labels)).any()
+        # GluonCV's encoder, fed our samples, gives our box targets
+        want_target, want_mask = NumPyNormalizedBoxCenterEncoder(stds=stds)(
+            samples[None], np.argmax(ious, axis=1)[None], anchors[None], real[None])
+        assert_allclose(box_target.asnumpy()[b], want_target[0], rtol=1e-5, atol=1e-5)
+        assert_array_equal(box_mask.asnumpy()[b], want_mask[0])
+
+
+def rule_cls_target(ious):
+    """cls_target (+1/0/-1) of the RPN rule on a (N, M) IoU matrix, no subsampling."""
+    labels = RPNTargetSampler().label(nd, nd.array(ious[None])).asnumpy()[0]
+    return np.where(labels > 0, 1., np.where(labels < 0, 0., -1.))
+
+
+def test_generator_ignores_anchors_outside_the_image():
+    anchors, gt = generator_inputs(1)
+    inputs = [nd.array(gt), nd.array(anchors), nd.array(IM_HW)]
+    cls_target = RPNTargetGenerator(num_sample=10 ** 4)(*inputs)[0].asnumpy()
+    wide = RPNTargetGenerator(num_sample=10 ** 4, allowed_border=1000)(*inputs)[0].asnumpy()
+    for b in range(2):
+        height, width = IM_HW[b]
+        real = gt[b][gt[b, :, 0] >= 0]
+        ious = gluoncv_ious(anchors, real, height, width)
+        assert (ious[:, 0] == -1).any()                     # some anchors do cross the border
+        assert_array_equal(cls_target[b], rule_cls_target(ious))
+        # a generous border keeps every anchor
+        raw = nd.contrib.box_iou(nd.array(anchors), nd.array(real)).asnumpy()
+        assert_array_equal(wide[b], rule_cls_target(raw))
+
+
+def test_generator_shared_and_per_image_anchors_agree():
+    anchors, gt = generator_inputs(2)
+    inputs = [nd.array(gt), nd.array(anchors), nd.array(IM_HW)]
+    per_image = [nd.array(gt), nd.array(np.stack([anchors, anchors])), nd.array(IM_HW)]
+    generator = RPNTargetGenerator(num_sample=32)
+    generator.hybridize()
+    mx.random.seed(1)
+    shared = [o.asnumpy() for o in generator(*inputs)]
+    mx.random.seed(1)
+    batched = [o.asnumpy() for o in generator(*per_image)]
+    for got, want in zip(batched, shared):
+        assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_generator_without_any_ground_truth():
+    anchors, _ = generator_inputs(3)
+    for gt in (np.full((2, 3, 4), -1, 'float32'), np.zeros((2, 0, 4), 'float32')):
+        cls_target, box_target, box_mask = RPNTargetGenerator(num_sample=32)(
+            nd.array(gt), nd.array(anchors), nd.array(IM_HW))
+        assert_array_equal((cls_target.asnumpy() == 0).sum(axis=1), [32, 32])
+        assert (cls_target.asnumpy() != 1).all()
+        assert not box_target.asnumpy().any() and not box_mask.asnumpy().any()
+
+
+def test_generator_modes_agree_and_never_sync(modes):
+    anchors, gt = generator_inputs(4)
+    inputs = [nd.array(gt), nd.array(anchors), nd.array(IM_HW)]
+    assert_same_outputs(modes(lambda: RPNTargetGenerator(num_sample=32), inputs))
+    eager, hybrid = forward_without_host_sync(RPNTargetGenerator(num_sample=32), inputs)
+    assert_array_equal((eager[0] == 1).sum(axis=1), (hybrid[0] == 1).sum(axis=1))
+
+
+@pytest.mark.parametrize('kwargs, name', [
+    (dict(stds=(1., 1., 1.)), 'stds'), (dict(stds=(1., 0., 1., 1.)), 'stds'),
+    (dict(allowed_border='x'), 'allowed_border'), (dict(sampler=object()), 'sampler'),
+    (dict(num_sample=-1), 'num_sample'),
+])
+def test_generator_rejects_bad_arguments(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        RPNTargetGenerator(**kwargs)
+
+
+@pytest.mark.parametrize('inputs, name', [
+    ((np.zeros((2, 3)), np.zeros((10, 4)), IM_HW), 'gt_boxes'),
+    ((np.zeros((2, 3, 4)), np.zeros((10, 3)), IM_HW), 'anchors'),
+    ((np.zeros((2, 3, 4)), np.zeros((10, 4)), np.zeros((2,))), 'im_hw'),
+    ((np.zeros((2, 3, 4)), np.zeros((3, 10, 4)), IM_HW), 'anchors'),
+    ((np.zeros((3, 3, 4)), np.zeros((10, 4)), IM_HW), 'gt_boxes'),
+])
+def test_generator_rejects_bad_input_shapes(inputs, name):
+    generator = RPNTargetGenerator()
+    generator.hybridize()
+    with pytest.raises(ValueError, match=name):
+        generator(*[nd.array(x) for x in inputs])
+
+
+def test_generator_uses_a_given_sampler():
+    from gluonmine import QuotaSampler
+    anchors, gt = generator_inputs(5)
+    generator = RPNTargetGenerator(sampler=QuotaSampler(num_sample=20, pos_ratio=0.5))
+    cls_target = generator(nd.array(gt), nd.array(anchors), nd.array(IM_HW))[0].asnumpy()
+    assert ((cls_target >= 0).sum(axis=1) <= 20).all()
+
+
+def test_gluoncv_generator_reference_runs():
+    # the reference the benchmark compares against accepts the same inputs, one image
+    anchors, gt = generator_inputs(6)
+    cls, box, mask = GluonCVGenerator(num_sample=32)(nd.array(gt[0]), nd.array(anchors),
+                                                     100, 80)
+    assert cls.shape == (len(anchors),) and box.shape == mask.shape == (len(anchors), 4)
