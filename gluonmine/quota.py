@@ -4,12 +4,11 @@ Shape shorthand: B images, N candidates, M ground truths.
 samples: +1 positive, -1 negative, 0 ignore; matches: index in [0, M).
 """
 # pylint: disable=arguments-differ, invalid-name
-from mxnet import gluon
-
 from . import _checks, labeling, sampling
+from ._block import SelectionBlock
 
 
-class _QuotaSamplerBase(gluon.HybridBlock):
+class _QuotaSamplerBase(SelectionBlock):
     """Label by IoU bands, subsample to quotas, match: shared by the quota samplers.
 
     Subclasses only validate and name their arguments; the rule itself is
@@ -51,9 +50,9 @@ class _QuotaSamplerBase(gluon.HybridBlock):
         return sampling.subsample(F, samples, self._num_sample, self._max_pos,
                                   self._fill_negative)
 
-    def forward(self, ious):
+    def check_inputs(self, ious):  # pylint: disable=arguments-differ
         _checks.check_shape('ious', ious, '(B, N, M)')
-        return super(_QuotaSamplerBase, self).forward(ious)
+        return (ious,)
 
     def hybrid_forward(self, F, ious):
         samples = self.subsample(F, self.label(F, ious))                    # (B, N)

@@ -5,9 +5,10 @@ samples: +1 positive, -1 negative, 0 ignore; cls_target: +1 positive,
 0 negative, -1 ignore (GluonCV's RPN convention).
 """
 # pylint: disable=arguments-differ, invalid-name
-from mxnet import gluon, ndarray
+from mxnet import ndarray
 
 from . import _checks, _ops, boxes
+from ._block import SelectionBlock
 from .quota import _QuotaSamplerBase, check_quota_args
 
 
@@ -74,7 +75,7 @@ class RPNTargetSampler(_QuotaSamplerBase):
             min_forced_iou=forced, clobber_positives=clobber_positives, **kwargs)
 
 
-class RPNTargetGenerator(gluon.HybridBlock):
+class RPNTargetGenerator(SelectionBlock):
     """RPN training targets for a batch, made on the training device.
 
     The batched form of GluonCV's ``RPNTargetGenerator``: IoU of every anchor
@@ -134,7 +135,7 @@ class RPNTargetGenerator(gluon.HybridBlock):
         with self.name_scope():
             self.sampler = sampler
 
-    def forward(self, gt_boxes, anchors, im_hw):
+    def check_inputs(self, gt_boxes, anchors, im_hw):  # pylint: disable=arguments-differ
         _checks.check_shape('gt_boxes', gt_boxes, '(B, M, 4)', last=4)
         _checks.check_shape('im_hw', im_hw, '(B, 2)', last=2)
         _checks.check_same('gt_boxes', gt_boxes, 0, 'im_hw', im_hw, 0)
@@ -152,7 +153,7 @@ class RPNTargetGenerator(gluon.HybridBlock):
             # no ground truth in the whole batch: one padding row gives the same labels
             gt_boxes = ndarray.full((gt_boxes.shape[0], 1, 4), -1, ctx=gt_boxes.context,
                                     dtype=gt_boxes.dtype)
-        return super(RPNTargetGenerator, self).forward(gt_boxes, anchors, im_hw)
+        return gt_boxes, anchors, im_hw
 
     def hybrid_forward(self, F, gt_boxes, anchors, im_hw):
         ious = boxes.pairwise_iou(F, anchors, gt_boxes, self._shared)       # (B, N, M)

@@ -309,3 +309,18 @@ def test_gluoncv_generator_reference_runs():
     cls, box, mask = GluonCVGenerator(num_sample=32)(nd.array(gt[0]), nd.array(anchors),
                                                      100, 80)
     assert cls.shape == (len(anchors),) and box.shape == mask.shape == (len(anchors), 4)
+
+
+def test_generator_inside_autograd_record_is_a_constant():
+    # targets made from inputs that carry gradients: no gradient flows through them,
+    # and MXNet's index operators are never asked for one
+    anchors, gt = generator_inputs(7)
+    x = nd.ones((1,))
+    x.attach_grad()
+    with mx.autograd.record():
+        moved = nd.array(anchors) + x * 0
+        cls_target, _, _ = RPNTargetGenerator(num_sample=16)(nd.array(gt), moved,
+                                                             nd.array(IM_HW))
+        loss = (cls_target * x).sum()
+    loss.backward()
+    assert x.grad.asscalar() == cls_target.sum().asscalar()

@@ -1,0 +1,23 @@
+"""The base class of every public gluonmine block."""
+from mxnet import autograd, gluon
+
+
+class SelectionBlock(gluon.HybridBlock):
+    """A HybridBlock that selects: it checks its inputs and never records gradients.
+
+    Which candidates are sampled or mined is not differentiable, so the forward
+    pass runs with autograd paused (in training mode if the caller is): outputs
+    are constants to the surrounding graph, even when their inputs carry
+    gradients (and some index operators MXNet uses here have no gradient at
+    all). Subclasses override :meth:`check_inputs` to validate NDArray shapes;
+    it runs on every call, eager or hybridized, and may return adjusted inputs.
+    """
+
+    def check_inputs(self, *args):
+        """Validate (and possibly adjust) the NDArray inputs; returns them."""
+        return args
+
+    def forward(self, *args):  # pylint: disable=arguments-differ
+        args = self.check_inputs(*args)
+        with autograd.pause(train_mode=autograd.is_training()):
+            return super(SelectionBlock, self).forward(*args)
