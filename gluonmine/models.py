@@ -1,0 +1,129 @@
+"""Tiny GluonCV detectors: GluonCV's own FasterRCNN and SSD classes on small backbones.
+
+They need no pretrained weights (nothing can be downloaded), build in a second
+and run a training step on the CPU in well under a second, so tests and the
+offline recipes can train real GluonCV detectors end to end. Swap in a real
+backbone (``gluoncv.model_zoo.get_model``) for real training.
+"""
+from gluoncv.model_zoo.rcnn.faster_rcnn.faster_rcnn import FasterRCNN
+from gluoncv.model_zoo.ssd.ssd import SSD
+from mxnet.gluon import nn
+
+from . import _checks
+
+
+def _conv(channels, stride):
+    block = nn.HybridSequential()
+    block.add(nn.Conv2D(channels, 3, stride, 1, use_bias=False), nn.BatchNorm(),
+              nn.Activation('relu'))
+    return block
+
+
+def _backbone(widths, prefix):
+    """Stride-2 3x3 conv + BN + ReLU stages, one per width: total stride 2 ** len(widths)."""
+    features = nn.HybridSequential(prefix=prefix)
+    with features.name_scope():
+        for width in widths:
+            features.add(_conv(width, 2))
+    return features
+
+
+def tiny_faster_rcnn(classes, per_device_batch_size=1, short=128, max_size=224,
+                     channels=(16, 32, 48, 64), rpn_channel=64, num_sample=128,
+                     rpn_train_pre_nms=2000, rpn_train_post_nms=300, max_num_gt=50, **kwargs):
+    """A C4-style Faster R-CNN (stride 8) built with GluonCV's ``FasterRCNN`` class.
+
+    Parameters
+    ----------
+    classes : list of str
+        Foreground class names.
+    per_device_batch_size : int, default 1
+        Images per device in training (GluonCV's ``per_device_batch_size``).
+    short : int, default 128
+        Training/test image short side.
+    max_size : int, default 224
+        Longest image side.
+    channels : tuple of 4 int, default (16, 32, 48, 64)
+        Widths of the four stride-2 backbone stages.
+    rpn_channel : int, default 64
+        Channels of the RPN head.
+    num_sample : int, default 128
+        RoIs sampled per image for the RCNN head.
+    rpn_train_pre_nms : int, default 2000
+        Proposals kept before NMS in training.
+    rpn_train_post_nms : int, default 300
+        Proposals kept after NMS in training (the RCNN sampler's input).
+    max_num_gt : int, default 50
+        Largest number of ground truths per image the RCNN sampler expects.
+    **kwargs
+        Passed on to ``FasterRCNN`` (anchor scales, NMS settings, ...).
+
+    Returns
+    -------
+    gluoncv.model_zoo.FasterRCNN
+        Not initialized; call ``net.initialize()``.
+    """
+    _checks.check_int('per_device_batch_size', per_device_batch_size, low=1)
+    if len(channels) != 4:
+        raise ValueError('channels must hold 4 widths, got {!r}'.format(channels))
+    features = _backbone(channels[:3], 'features_')
+    top_features = nn.HybridSequential(prefix='top_')
+    with top_features.name_scope():
+        top_features.add(_conv(channels[3], 1))
+    defaults = dict(scales=(2, 4, 8), ratios=(0.5, 1, 2), roi_size=(7, 7), strides=8,
+                    clip=4.14, rpn_test_pre_nms=1000, rpn_test_post_nms=100, rpn_min_size=4,
+                    alloc_size=(64, 64))
+    defaults.update(kwargs)
+    return FasterRCNN(features, top_features, classes, short=short, max_size=max_size,
+                      rpn_channel=rpn_channel, per_device_batch_size=per_device_batch_size,
+                      num_sample=num_sample, rpn_train_pre_nms=rpn_train_pre_nms,
+                      rpn_train_post_nms=rpn_train_post_nms, max_num_gt=max_num_gt,
+                      **defaults)
+
+
+def tiny_ssd(classes, base_size=128, channels=(16, 32, 64, 64, 64, 64), **kwargs):
+    """A small SSD built with GluonCV's ``SSD`` class: six feature maps, strides 8 to 128.
+
+    Parameters
+    ----------
+    classes : list of str
+        Foreground class names.
+    base_size : int, default 128
+        Input size the anchors are laid out for.
+    channels : tuple of 6 int, default (16, 32, 64, 64, 64, 64)
+        Widths of the backbone stages; the last four are SSD's extra layers.
+    **kwargs
+        Passed on to ``SSD`` (``nms_thresh``, ``post_nms``, ...).
+
+    Returns
+    -------
+    gluoncv.model_zoo.SSD
+        Not initialized; call ``net.initialize()``.
+    """
+    if len(channels) != 6:
+        raise ValueError('channels must hold 6 widths, got {!r}'.format(channels))
+
+    class _Features(nn.HybridBlock):
+        """Stride-8 stem then five stride-2 stages; returns six feature maps."""
+
+        def __init__(self, **block_kwargs):
+            super(_Features, self).__init__(prefix='features_')
+            with self.name_scope():
+                self.stem = _backbone(channels[:1] * 3, 'stem_')
+                self.stages = nn.HybridSequential()
+                for width in channels[1:]:
+                    self.stages.add(_conv(width, 2))
+
+        def hybrid_forward(self, F, x):  # pylint: disable=arguments-differ
+            x = self.stem(x)
+            outputs = [x]
+            for stage in self.stages:
+                x = stage(x)
+                outputs.append(x)
+            return outputs
+
+    sizes = [base_size * s for s in (0.1, 0.2, 0.37, 0.54, 0.71, 0.88, 1.05)]
+    ratios = [[1, 2, 0.5]] * 2 + [[1, 2, 0.5, 3, 1. / 3]] * 4
+    steps = [8, 16, 32, 64, 128, 256]
+    return SSD(None, base_size, lambda **_: _Features(), None, sizes, ratios, steps,
+               classes, pretrained=False, **kwargs)

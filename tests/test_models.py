@@ -1,0 +1,30 @@
+"""The tiny GluonCV detectors used by tests and offline recipes."""
+import mxnet as mx
+from mxnet import autograd, nd
+
+from gluonmine.models import tiny_faster_rcnn, tiny_ssd
+
+
+def test_tiny_faster_rcnn_trains_a_step():
+    net = tiny_faster_rcnn(['a', 'b'], per_device_batch_size=2)
+    net.initialize()
+    net.hybridize()
+    gt = nd.array([[[10, 10, 60, 80], [50, 40, 120, 110]], [[5, 5, 40, 40], [-1, -1, -1, -1]]])
+    label = nd.array([[[0], [1]], [[1], [-1]]])
+    with autograd.record():
+        outputs = net(nd.random.uniform(shape=(2, 3, 128, 160)), gt, label)
+        loss = outputs[0].sum() + outputs[5].sum()
+    loss.backward()
+    assert outputs[0].shape == (2, 128, 3) and outputs[7].shape[-1] == 4
+    with autograd.predict_mode():
+        ids, scores, bboxes = net(nd.random.uniform(shape=(1, 3, 128, 160)))
+    assert bboxes.shape[-1] == 4
+
+
+def test_tiny_ssd_predicts_every_anchor():
+    net = tiny_ssd(['a', 'b'])
+    net.initialize()
+    with autograd.train_mode():
+        cls_preds, box_preds, anchors = net(nd.random.uniform(shape=(2, 3, 128, 128)))
+    assert cls_preds.shape == (2, anchors.shape[1], 3) and box_preds.shape == (2, anchors.shape[1], 4)
+    mx.nd.waitall()
