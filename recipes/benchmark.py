@@ -1,0 +1,82 @@
+#!/usr/bin/env python
+"""gluonmine side by side with the GluonCV components it replaces, on this machine.
+
+Every section times both implementations in this one process, on the same CPU,
+and prints a Markdown table with their ratio; ``--out`` keeps all tables as
+JSON. Sections live in ``recipes/bench_*.py``: each defines ``NAME``, ``TITLE``
+and ``run(quick)``, which returns ``(columns, rows, notes)``.
+
+    python recipes/benchmark.py                 # every section
+    python recipes/benchmark.py --only rpn      # one section (comma-separate several)
+    python recipes/benchmark.py --quick         # fewer repeats, smaller sizes: a smoke run
+"""
+import argparse
+import glob
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--only', default='', help='comma-separated section names (default: all)')
+    parser.add_argument('--quick', action='store_true', help='fewer repeats and smaller inputs')
+    parser.add_argument('--out', default=os.path.join('runs', 'benchmark.json'),
+                        help='where to write all tables as JSON (default: runs/benchmark.json)')
+    return parser.parse_args(argv)
+
+
+def discover():
+    """Section modules, in file-name order: {name: module}."""
+    sys.path.insert(0, HERE)
+    modules = [importlib.import_module(os.path.basename(path)[:-3])
+               for path in sorted(glob.glob(os.path.join(HERE, 'bench_*.py')))]
+    return {module.NAME: module for module in modules}
+
+
+def markdown(columns, rows):
+    """A Markdown table of rows (dicts keyed by column)."""
+    lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
+    for row in rows:
+        lines.append('| ' + ' | '.join(str(row.get(c, '')) for c in columns) + ' |')
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    sections = discover()
+    wanted = [s for s in args.only.split(',') if s] or list(sections)
+    unknown = [s for s in wanted if s not in sections]
+    if unknown:
+        raise SystemExit('unknown section(s) {}; known: {}'.format(
+            ', '.join(unknown), ', '.join(sections)))
+    import mxnet as mx
+    report = {'machine': platform.processor() or platform.machine(), 'cpus': os.cpu_count(),
+              'mxnet': mx.__version__, 'quick': args.quick, 'sections': {}}
+    print('# gluonmine benchmark ({} CPUs, MXNet {}{})\n'.format(
+        os.cpu_count(), mx.__version__, ', quick' if args.quick else ''))
+    for name in wanted:
+        module = sections[name]
+        start = time.time()
+        columns, rows, notes = module.run(args.quick)
+        print('## {} (`--only {}`)\n'.format(module.TITLE, name))
+        print(markdown(columns, rows))
+        for note in notes:
+            print('\n' + note)
+        print('\n({:.0f} s)\n'.format(time.time() - start))
+        report['sections'][name] = {'title': module.TITLE, 'columns': columns, 'rows': rows,
+                                    'notes': notes}
+    if args.out:
+        os.makedirs(os.path.dirname(args.out) or '.', exist_ok=True)
+        with open(args.out, 'w') as f:
+            json.dump(report, f, indent=1)
+        print('tables written to {}'.format(args.out))
+
+
+if __name__ == '__main__':
+    main()
