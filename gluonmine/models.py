@@ -72,7 +72,7 @@ def tiny_faster_rcnn(classes, per_device_batch_size=1, short=128, max_size=224,
         top_features.add(_conv(channels[3], 1))
     defaults = dict(scales=(2, 4, 8), ratios=(0.5, 1, 2), roi_size=(7, 7), strides=8,
                     clip=4.14, rpn_test_pre_nms=1000, rpn_test_post_nms=100, rpn_min_size=4,
-                    alloc_size=(64, 64))
+                    alloc_size=(128, 128))
     defaults.update(kwargs)
     return FasterRCNN(features, top_features, classes, short=short, max_size=max_size,
                       rpn_channel=rpn_channel, per_device_batch_size=per_device_batch_size,

@@ -1,0 +1,86 @@
+"""FasterRCNNTrainTransform: GluonCV's transform with gluonmine's RPN targets."""
+import mxnet as mx
+import numpy as np
+import pytest
+from gluoncv.data.batchify import FasterRCNNTrainBatchify
+from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultTrainTransform
+from mxnet import nd
+from numpy.testing import assert_array_equal
+
+from gluonmine.models import tiny_faster_rcnn
+from gluonmine.rpn import RPNTargetGenerator, RPNTargetSampler
+from gluonmine.transforms import FasterRCNNTrainTransform
+
+IMAGE = nd.array(np.random.RandomState(0).randint(0, 255, (90, 120, 3)), dtype='uint8')
+LABEL = np.array([[10, 12, 60, 70, 0, 0], [50, 20, 110, 85, 1, 0]], dtype='float32')
+
+
+@pytest.fixture(scope='module')
+def net():
+    net = tiny_faster_rcnn(['a', 'b'])
+    net.initialize()
+    return net
+
+
+def test_same_outputs_as_gluoncv(net):
+    kwargs = dict(short=128, max_size=224, net=net, flip_p=0.)
+    theirs = FasterRCNNDefaultTrainTransform(**kwargs)(IMAGE, LABEL)
+    ours = FasterRCNNTrainTransform(**kwargs)(IMAGE, LABEL)
+    assert len(ours) == len(theirs) == 5
+    assert_array_equal(ours[0].asnumpy(), theirs[0].asnumpy())               # image
+    assert_array_equal(ours[1], theirs[1])                                    # boxes
+    for mine, gluon in zip(ours[2:], theirs[2:]):                             # per-level targets
+        assert [m.shape for m in mine] == [g.shape for g in gluon]
+        assert all(isinstance(m, np.ndarray) for m in mine)
+    cls_target = ours[2][0]
+    assert set(np.unique(cls_target)) <= {-1., 0., 1.} and (cls_target == 1).any()
+    # the ignore/positive/negative layout is GluonCV's rule on the same anchors
+    assert (cls_target >= 0).sum() == (theirs[2][0] >= 0).sum()
+
+
+def test_targets_batchify_like_gluoncv(net):
+    transform = FasterRCNNTrainTransform(short=128, max_size=224, net=net)
+    batch = FasterRCNNTrainBatchify(net)([transform(IMAGE, LABEL), transform(IMAGE, LABEL)])
+    # one shard: (images, boxes, cls_targets, box_targets, box_masks), each a tuple of shards
+    assert batch[2][0].shape[0] == 2 and batch[3][0].shape[-1] == 4
+
+
+def test_a_given_sampler_is_used(net):
+    sampler = RPNTargetSampler(num_sample=16, pos_ratio=0.25)
+    out = FasterRCNNTrainTransform(short=128, max_size=224, net=net, sampler=sampler)(IMAGE, LABEL)
+    cls_target = out[2][0]
+    assert (cls_target >= 0).sum() == 16 and (cls_target == 1).sum() <= 4
+    with pytest.raises(ValueError, match='sampler'):
+        FasterRCNNTrainTransform(net=net, sampler='quota')
+
+
+def test_device_targets_returns_image_and_boxes_only(net):
+    transform = FasterRCNNTrainTransform(short=128, max_size=224, net=net, device_targets=True)
+    img, bbox = transform(IMAGE, LABEL)
+    assert img.shape[0] == 3 and bbox.shape == LABEL.shape
+    assert isinstance(transform.target_generator, RPNTargetGenerator)
+
+
+def test_image_without_objects(net):
+    out = FasterRCNNTrainTransform(short=128, max_size=224, net=net)(
+        IMAGE, np.zeros((0, 6), 'float32'))
+    cls_target = out[2][0]
+    assert (cls_target == 1).sum() == 0 and (cls_target == 0).sum() == 256
+
+
+class _SameImage(mx.gluon.data.Dataset):
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, idx):
+        return IMAGE, LABEL
+
+
+def test_dataloader_workers_draw_different_samples(net):
+    np.random.seed(3)
+    transform = FasterRCNNTrainTransform(short=128, max_size=224, net=net, flip_p=0.)
+    loader = mx.gluon.data.DataLoader(_SameImage().transform(transform), batch_size=1,
+                                      num_workers=2, batchify_fn=FasterRCNNTrainBatchify(net))
+    targets = [batch[2][0].asnumpy().tobytes() for batch in loader]
+    # 8 identical images: every worker draw is different
+    assert len(set(targets)) == len(targets) == 8
