@@ -34,6 +34,19 @@ def col_max(F, x):
     return F.reshape(pooled, shape=(0, -1))                                 # (B, M)
 
 
+def first_axis_max(F, x):
+    """Maximum over the first axis.
+
+    x: (N, B, M) -> (B, M): the per-ground-truth best IoU of an anchor-major
+    IoU matrix (NHWC max Pooling over N; NaN skipped, as :func:`col_max`).
+    """
+    grid = F.expand_dims(F.expand_dims(F.reshape(x, shape=(0, -1)), axis=0), axis=2)  # (1, N, 1, B * M)
+    pooled = F.Pooling(grid, kernel=(1, 1), pool_type='max', global_pool=True,
+                       layout='NHWC')                                       # (1, 1, 1, B * M)
+    return F.reshape_like(F.reshape(pooled, shape=(-1,)),
+                          F.slice_axis(x, axis=0, begin=0, end=1)).reshape((-3, -2))  # (B, M)
+
+
 def row_any(F, mask):
     """1 where a row of a 0/1 mask holds a one.
 
@@ -41,12 +54,11 @@ def row_any(F, mask):
     ones vector (exact for M < 2**24), the fastest reduction over a short last
     axis that MXNet offers on CPU and GPU.
     """
-    ones = F.ones_like(F.slice_axis(F.slice_axis(mask, axis=0, begin=0, end=1),
-                                    axis=1, begin=0, end=1))                # (1, 1, M)
+    ones = F.ones_like(F.slice(mask, begin=(0, 0, 0), end=(1, 1, None)))    # (1, 1, M)
     counts = F.FullyConnected(F.reshape(mask, shape=(-3, 0)), F.reshape(ones, shape=(1, -1)),
                               no_bias=True, num_hidden=1)                   # (B * N, 1)
-    return F.reshape_like(counts, F.slice_axis(mask, axis=2, begin=0, end=1)).reshape(
-        (0, 0)) > 0                                                         # (B, N)
+    counts = F.reshape_like(counts, mask, lhs_begin=0, lhs_end=1, rhs_begin=0, rhs_end=2)  # (B, N, 1)
+    return F.reshape(counts, shape=(0, 0)) > 0                              # (B, N)
 
 
 def row_sum(F, x):
@@ -64,7 +76,7 @@ def spread(F, x, d):
     x: (B, N) -> (B, N, d). An outer product with a ones row: on CPU it runs
     2-3x faster than ``broadcast_axis``, ``repeat`` or ``tile``.
     """
-    corner = F.slice_axis(F.slice_axis(x, axis=0, begin=0, end=1), axis=1, begin=0, end=1)  # (1, 1)
+    corner = F.slice(x, begin=(0, 0), end=(1, 1))                           # (1, 1)
     ones = F.broadcast_axis(F.ones_like(corner), axis=1, size=d)            # (1, d)
     flat = F.dot(F.reshape(x, shape=(-1, 1)), ones)                         # (B * N, d)
     return F.reshape_like(flat, x, lhs_begin=0, lhs_end=1, rhs_begin=0, rhs_end=2)  # (B, N, d)
@@ -99,26 +111,31 @@ def _mask_invalid(F, keys, valid):
     return F.where(valid, keys, F.ones_like(keys) * -INF)                   # (B, N)
 
 
-def _flat_index(F, index, like):
-    """Positions in the flattened leading two axes of ``like``.
+def _flat_index(F, index, like, image_axis=0):
+    """Positions of (image, index) pairs in the flattened leading two axes of ``like``.
 
-    index: (B, K) int64 column indices into rows of like (B, L, ...) -> (B * K,)
-    int64 ``b * L + index[b, k]``.
+    index: (B, K) int64 indices along the candidate axis of like, which is
+    (B, L, ...) when ``image_axis`` is 0 and (L, B, ...) when it is 1
+    -> (B * K,) int64: ``b * L + index`` or ``index * B + b``.
     """
-    width = F.slice_axis(F.shape_array(like), axis=0, begin=1, end=2)      # (1,) int64 = L
-    rows = F.cast(F.contrib.arange_like(index, axis=0), dtype='int64')      # (B,)
-    start = F.broadcast_mul(F.reshape(rows, shape=(-1, 1)),
-                            F.reshape(width, shape=(1, 1)))                 # (B, 1) = b * L
-    return F.reshape(F.broadcast_add(index, start), shape=(-1,))            # (B * K,)
+    width = F.slice_axis(F.shape_array(like), axis=0, begin=1, end=2)      # (1,) int64
+    images = F.reshape(F.cast(F.contrib.arange_like(index, axis=0), dtype='int64'),
+                       shape=(-1, 1))                                       # (B, 1)
+    width = F.reshape(width, shape=(1, 1))                                  # (1, 1)
+    if image_axis == 0:
+        flat = F.broadcast_add(index, F.broadcast_mul(images, width))      # (B, K)
+    else:
+        flat = F.broadcast_add(F.broadcast_mul(index, width), images)      # (B, K)
+    return F.reshape(flat, shape=(-1,))                                     # (B * K,)
 
 
-def gather_rows(F, x, index, k):
-    """Entries of each row of x at the given column indices.
+def gather_rows(F, x, index, k, image_axis=0):
+    """Entries of each image's candidates at the given indices.
 
-    x: (B, L, ...), index: (B, k) int64 (out-of-range indices are clipped)
-    -> (B, k, ...).
+    x: (B, L, ...) (or (L, B, ...) with ``image_axis=1``), index: (B, k)
+    int64 (out-of-range indices are clipped) -> (B, k, ...).
     """
-    flat = F.take(F.reshape(x, shape=(-3, -2)), _flat_index(F, index, x), axis=0,
+    flat = F.take(F.reshape(x, shape=(-3, -2)), _flat_index(F, index, x, image_axis), axis=0,
                   mode='clip')                                              # (B * k, ...)
     return F.reshape(flat, shape=(-4, -1, k, -2))                           # (B, k, ...)
 
@@ -135,16 +152,30 @@ def scatter_rows(F, values, index, base):
 
 
 def scatter_top(F, values, index, like, k):
-    """Put values chosen by :func:`top_entries` back at their columns.
+    """Put values chosen by :func:`top_entries` back at their candidates.
 
     values: (B, k, ...) holding 0 wherever ``take`` is 0, index: (B, k) from
-    ``top_entries(..., k)`` on a (B, N) key, like: (B, N, ...) -> (B, N, ...):
-    ``values[b, j]`` at column ``index[b, j]``, 0 elsewhere. The scatter runs
-    on an (N + k)-wide buffer, the shape top_entries picked from, whose pad is
-    cut off at the end (a slice with a negative end works for any N).
+    ``top_entries(..., k)`` on a (B, N) key (so in [0, N + k)), like: (B, N,
+    ...) -> (B, N, ...): ``values[b, j]`` at candidate ``index[b, j]``, 0
+    elsewhere. The scatter writes into a flat buffer of B * (N + k) rows whose
+    first B * N rows are the result; picks of the k padding columns (never
+    taken) land in the rows after them, so the result is one contiguous prefix.
     """
-    base = F.zeros_like(pad_columns(F, like, k, 0.))                        # (B, N + k, ...)
-    return F.slice_axis(scatter_rows(F, values, index, base), axis=1, begin=0, end=-k)
+    flat_like = F.reshape(like, shape=(-3, -2))                             # (B * N, ...)
+    base = F.reshape(F.zeros_like(pad_columns(F, like, k, 0.)), shape=(-3, -2))  # (B * (N + k), ...)
+    shape = F.shape_array(like)                                             # (ndim,) int64
+    images = F.reshape(F.cast(F.contrib.arange_like(index, axis=0), dtype='int64'),
+                       shape=(-1, 1))                                       # (B, 1)
+    width = F.reshape(F.slice_axis(shape, axis=0, begin=1, end=2), shape=(1, 1))  # (1, 1) = N
+    total = F.reshape(F.slice_axis(F.shape_array(flat_like), axis=0, begin=0, end=1),
+                      shape=(1, 1))                                         # (1, 1) = B * N
+    inside = F.broadcast_add(F.broadcast_mul(images, width), index)        # (B, k) b * N + i
+    spare = F.broadcast_add(F.broadcast_add(total, images * k),
+                            F.broadcast_sub(index, width))                  # (B, k) past B * N
+    flat = F.where(F.broadcast_lesser(index, width), inside, spare)        # (B, k)
+    out = F.contrib.index_copy(base, F.reshape(flat, shape=(-1,)),
+                               F.reshape(values, shape=(-3, -2)))           # (B * (N + k), ...)
+    return F.reshape_like(F.slice_like(out, flat_like, axes=(0,)), like)   # (B, N, ...)
 
 
 def _static_count(F, keys, k):

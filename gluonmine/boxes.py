@@ -13,19 +13,24 @@ def _corners(F, boxes):
 
 
 def pairwise_iou(F, boxes, gt_boxes, shared):
-    """IoU of every box with every ground truth of the same image.
+    """IoU of every box with every ground truth of the same image, box-major.
 
     boxes: (N, 4) shared by all images when ``shared``, else (B, N, 4);
-    gt_boxes: (B, M, 4) -> (B, N, M). A pair that does not overlap, or a
+    gt_boxes: (B, M, 4) -> (N, B, M). A pair that does not overlap, or a
     degenerate box, has IoU 0 (the convention of ``contrib.box_iou``).
 
     Shared boxes go through one fused ``contrib.box_iou`` call, (N, 4) x
-    (B, M, 4) -> (N, B, M), then one transpose. Per-image boxes cannot use it
-    without computing B times the pairs, so they use broadcast arithmetic.
+    (B, M, 4) -> (N, B, M): that is why the result is box-major. Per-image
+    boxes cannot use it without computing B times the pairs, so they use
+    broadcast arithmetic (then one transpose).
     """
     if shared:
-        ious = F.contrib.box_iou(boxes, gt_boxes, format='corner')         # (N, B, M)
-        return F.transpose(ious, axes=(1, 0, 2))                            # (B, N, M)
+        return F.contrib.box_iou(boxes, gt_boxes, format='corner')         # (N, B, M)
+    return F.transpose(_batched_iou(F, boxes, gt_boxes), axes=(1, 0, 2))   # (N, B, M)
+
+
+def _batched_iou(F, boxes, gt_boxes):
+    """(B, N, 4) x (B, M, 4) -> (B, N, M) IoU by broadcast arithmetic."""
     x1, y1, x2, y2 = _corners(F, boxes)                                     # (B, N, 1) each
     gx1, gy1, gx2, gy2 = [F.transpose(c, axes=(0, 2, 1)) for c in _corners(F, gt_boxes)]  # (B, 1, M)
     width = F.relu(F.broadcast_minimum(x2, gx2) - F.broadcast_maximum(x1, gx1))  # (B, N, M)

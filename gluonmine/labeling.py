@@ -16,56 +16,76 @@ from . import _ops
 EPS = float(np.spacing(np.float32(1.0)))
 
 
-def forced_positives(F, ious, min_forced_iou=0.):
-    """Candidates that reach the best IoU of some ground truth.
+def forcing_cut(F, best_per_gt, min_forced_iou=0.):
+    """The IoU a candidate needs to be forced positive by each ground truth.
 
-    Faster R-CNN (Ren et al., 2015, Sec. 3.1.2) makes the anchor(s) with the
-    highest IoU for each ground truth positive, so every object gets one. For
-    each ground truth j whose best usable IoU ``g_j`` exceeds ``min_forced_iou``,
-    every candidate with IoU >= g_j - EPS is marked (ties included). A ground
-    truth that overlaps nothing (``g_j`` = 0, padding) or only unusable pairs
-    forces nothing.
-
-    ious: (B, N, M) -> (B, N) in {0, 1}.
+    best_per_gt: (B, M), each ground truth's best usable IoU -> (B, M):
+    ``best - EPS`` where ``best > min_forced_iou``, +inf (forces nothing) elsewhere.
     """
-    best_per_gt = _ops.col_max(F, ious)                                     # (B, M)
-    forcing = best_per_gt > min_forced_iou                                  # (B, M)
     never = F.ones_like(best_per_gt) * _ops.INF                             # (B, M)
-    cut = F.where(forcing, best_per_gt - EPS, never)                        # (B, M)
+    return F.where(best_per_gt > min_forced_iou, best_per_gt - EPS, never)  # (B, M)
+
+
+def positive_cut(F, best_per_gt, pos_iou_thresh, min_forced_iou=0.):
+    """The IoU with each ground truth that makes a candidate positive.
+
+    A candidate is positive when some IoU reaches ``pos_iou_thresh``, or when
+    it reaches a ground truth's best IoU ``g_j`` (within EPS): the forced
+    positives of Faster R-CNN (Ren et al., 2015, Sec. 3.1.2), so every object
+    gets an anchor. Both are "IoU with ground truth j >= cut_j" for
+    ``cut_j = min(pos_iou_thresh, g_j - EPS)``; a ground truth whose best usable
+    IoU does not exceed ``min_forced_iou`` (padding, one that overlaps nothing,
+    one with only unusable pairs) forces nothing: its cut stays at the threshold.
+
+    best_per_gt: (B, M) -> (B, M).
+    """
+    cut = F.minimum(best_per_gt - EPS, pos_iou_thresh)                      # (B, M)
+    return F.where(best_per_gt > min_forced_iou, cut, F.ones_like(cut) * pos_iou_thresh)
+
+
+def positive_or_forced(F, ious, pos_iou_thresh, min_forced_iou=0.):
+    """Candidates positive by threshold or forced by a ground truth's best IoU.
+
+    See :func:`positive_cut`. ious: (B, N, M) -> (B, N) in {0, 1}.
+    """
+    cut = positive_cut(F, _ops.col_max(F, ious), pos_iou_thresh, min_forced_iou)  # (B, M)
     return _ops.row_any(F, F.broadcast_greater_equal(ious, F.expand_dims(cut, axis=1)))  # (B, N)
 
 
 def label(F, ious, pos_iou_thresh, neg_iou_thresh_low, neg_iou_thresh_high,
-          force_positives=False, min_forced_iou=0., clobber_positives=False, usable=None):
-    """Positive / negative / ignore labels by IoU bands.
+          force_positives=False, min_forced_iou=0., clobber_positives=False, usable=None,
+          positive=None):
+    """Positive / negative / ignore labels by IoU bands, with forced positives.
 
     With ``best`` the largest usable IoU of a candidate: positive when
-    ``best >= pos_iou_thresh``, negative when ``neg_iou_thresh_low <= best <
-    neg_iou_thresh_high``, else ignored. A candidate without a usable pair is
-    ignored (``neg_iou_thresh_low`` must be >= 0). With ``force_positives`` the
-    :func:`forced_positives` join the positives; they stay positive below
-    ``neg_iou_thresh_high`` unless ``clobber_positives``, which applies the
-    negative rule last (GluonCV 0.10's ``RPNTargetSampler``).
+    ``best >= pos_iou_thresh`` (or, with ``force_positives``, when forced, see
+    :func:`positive_cut`), negative when ``neg_iou_thresh_low <= best <
+    neg_iou_thresh_high``, else ignored; a candidate without a usable pair is
+    always ignored (``neg_iou_thresh_low`` must be >= 0). Forced positives stay
+    positive in the negative band unless ``clobber_positives``, which applies
+    the negative rule last (GluonCV 0.10's ``RPNTargetSampler``). Threshold
+    positives never fall in the negative band (``neg_iou_thresh_high <=
+    pos_iou_thresh``), so only their union with the forced ones matters.
 
-    ``best`` itself is never formed: ``best >= t`` is "some usable IoU >= t",
-    a count over M, which is several times cheaper than a maximum over M.
-    NaN compares false, so NaN pairs never count.
+    ``best`` itself is never formed: ``best >= t`` is "some IoU >= t", a count
+    over M, several times cheaper than a maximum over M on MXNet; NaN compares
+    false, so NaN pairs never count.
 
-    ious: (B, N, M) -> samples (B, N). ``usable`` (B, N) may replace the test
-    ``best >= neg_iou_thresh_low`` when the caller knows it (the RPN target
-    generator: low is 0 and every pair of an anchor inside the image is usable).
+    ious: (B, N, M) -> samples (B, N). A caller that has them may pass
+    ``usable`` (candidates with a usable pair) and ``positive`` (this rule's
+    positives), in any layout ``ious`` shares with ground truths last: then
+    ``ious`` may be (N, B, M) and the result is (N, B).
     """
     if usable is None:
         usable = _ops.row_any(F, ious >= neg_iou_thresh_low)                # (B, N)
-    positive = _ops.row_any(F, ious >= pos_iou_thresh)                      # (B, N)
     negative = usable * (1 - _ops.row_any(F, ious >= neg_iou_thresh_high))  # (B, N)
-    if force_positives:
-        forced = forced_positives(F, ious, min_forced_iou)                  # (B, N)
-        positive = F.maximum(positive, forced)                              # (B, N)
-        if clobber_positives:
-            positive = positive * (1 - negative)
-        else:
-            negative = negative * (1 - forced)
+    if positive is None:
+        positive = (positive_or_forced(F, ious, pos_iou_thresh, min_forced_iou)
+                    if force_positives else _ops.row_any(F, ious >= pos_iou_thresh))  # (B, N)
+    if clobber_positives:
+        positive = positive * (1 - negative)
+    else:
+        negative = negative * (1 - positive)
     return positive - negative                                              # (B, N)
 
 

@@ -37,13 +37,19 @@ class _QuotaSamplerBase(SelectionBlock):
         """Positive quota per image, ``round(num_sample * pos_ratio)``."""
         return self._max_pos
 
-    def label(self, F, ious, usable=None):
+    @property
+    def label_args(self):
+        """The arguments of :func:`gluonmine.labeling.label` this sampler applies (a copy)."""
+        return dict(self._label_args)
+
+    def label(self, F, ious, usable=None, positive=None):
         """Labels before subsampling: ious (B, N, M) -> samples (B, N).
 
-        ``usable`` (B, N), when the caller knows it, is 1 for candidates with a
-        usable pair; it spares one pass over the IoU matrix.
+        ``usable`` and ``positive`` (see :func:`gluonmine.labeling.label`) may
+        be passed by a caller that computed them already, sparing passes over
+        the IoU matrix.
         """
-        return labeling.label(F, ious, usable=usable, **self._label_args)
+        return labeling.label(F, ious, usable=usable, positive=positive, **self._label_args)
 
     def subsample(self, F, samples):
         """Random subsampling to the quotas: samples (B, N) -> (B, N)."""

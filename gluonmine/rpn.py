@@ -7,7 +7,7 @@ samples: +1 positive, -1 negative, 0 ignore; cls_target: +1 positive,
 # pylint: disable=arguments-differ, invalid-name
 from mxnet import ndarray
 
-from . import _checks, _ops, boxes
+from . import _checks, _ops, boxes, labeling
 from ._block import SelectionBlock
 from .quota import _QuotaSamplerBase, check_quota_args
 
@@ -156,29 +156,50 @@ class RPNTargetGenerator(SelectionBlock):
         return gt_boxes, anchors, im_hw
 
     def hybrid_forward(self, F, gt_boxes, anchors, im_hw):
-        ious = boxes.pairwise_iou(F, anchors, gt_boxes, self._shared)       # (B, N, M)
-        inside = boxes.inside_image(F, anchors, im_hw, self._allowed_border, self._shared)  # (B, N)
-        # anchors outside the image get IoU -1 with every ground truth
-        cap = F.where(inside, F.ones_like(inside) * _ops.INF, -F.ones_like(inside))  # (B, N)
-        ious = F.broadcast_minimum(ious, F.expand_dims(cap, axis=-1))       # (B, N, M)
-        samples = self.sampler.subsample(F, self.sampler.label(F, ious, usable=inside))  # (B, N)
+        ious = boxes.pairwise_iou(F, anchors, gt_boxes, self._shared)       # (N, B, M)
+        inside = F.transpose(boxes.inside_image(
+            F, anchors, im_hw, self._allowed_border, self._shared))         # (N, B)
+        positive = self._positives(F, ious, inside)                         # (N, B)
+        samples = self.sampler.label(F, ious, usable=inside, positive=positive)  # (N, B)
+        samples = self.sampler.subsample(F, F.transpose(samples))           # (B, N)
         cls_target = (samples > 0) - (samples == 0)                         # (B, N)
         box_target, box_mask = self._encode_positives(F, samples, ious, gt_boxes, anchors)
         return cls_target, box_target, box_mask
 
+    def _positives(self, F, ious, inside):
+        """The sampler's positives among anchors inside the image, on anchor-major IoU.
+
+        The rule of :func:`gluonmine.labeling.positive_cut`, with each ground
+        truth's best IoU taken over anchors inside the image only.
+        ious (N, B, M), inside (N, B) -> (N, B).
+        """
+        args = self.sampler.label_args
+        if args['force_positives']:
+            cap = F.where(inside, F.ones_like(inside) * _ops.INF, -F.ones_like(inside))  # (N, B)
+            best = _ops.first_axis_max(F, F.broadcast_minimum(
+                ious, F.expand_dims(cap, axis=-1)))                         # (B, M)
+            cut = labeling.positive_cut(F, best, args['pos_iou_thresh'],
+                                        args['min_forced_iou'])             # (B, M)
+            hits = F.broadcast_greater_equal(F.reshape(ious, shape=(0, -1)),
+                                             F.reshape(cut, shape=(1, -1)))  # (N, B * M)
+            hits = F.reshape_like(hits, ious)                               # (N, B, M)
+        else:
+            hits = ious >= args['pos_iou_thresh']                           # (N, B, M)
+        return _ops.row_any(F, hits) * inside                               # (N, B)
+
     def _encode_positives(self, F, samples, ious, gt_boxes, anchors):
-        """Box targets of the sampled positives only (at most K = max_pos a row).
+        """Box targets of the sampled positives only (at most K = max_pos an image).
 
         Matching and encoding run on the (B, K) positives, gathered by a top-k,
         instead of all N anchors; the codes are scattered back.
-        samples: (B, N), ious: (B, N, M) -> box_target, box_mask (B, N, 4) each.
+        samples: (B, N), ious: (N, B, M) -> box_target, box_mask (B, N, 4) each.
         """
         box_mask = _ops.spread(F, samples > 0, 4)                           # (B, N, 4)
         k = self.sampler.max_pos
         if k == 0:
             return F.zeros_like(box_mask), box_mask
         index, take = _ops.top_entries(F, samples, samples > 0, k)          # (B, K) each
-        rows = _ops.gather_rows(F, ious, index, k)                          # (B, K, M)
+        rows = _ops.gather_rows(F, ious, index, k, image_axis=1)            # (B, K, M)
         matches = F.argmax(rows, axis=-1)                                   # (B, K) first maximum
         gt = _ops.gather_rows(F, gt_boxes, F.cast(matches, dtype='int64'), k)  # (B, K, 4)
         if self._shared:

@@ -15,9 +15,11 @@ def test_pairwise_iou_shared_and_per_image_equal_box_iou():
     gt[2, 1] = -1                                   # a padding row: IoU 0
     gt[0, 0] = [10, 10, 10, 30]                     # a degenerate box: IoU 0
     want = np.stack([nd.contrib.box_iou(nd.array(anchors), nd.array(g)).asnumpy() for g in gt])
+    # box-major (N, B, M) -> (B, N, M) to compare
     shared = boxes.pairwise_iou(nd, nd.array(anchors), nd.array(gt), shared=True).asnumpy()
     per_image = boxes.pairwise_iou(nd, nd.array(np.stack([anchors] * 3)), nd.array(gt),
                                    shared=False).asnumpy()
+    shared, per_image = shared.transpose(1, 0, 2), per_image.transpose(1, 0, 2)
     assert_allclose(shared, want, rtol=1e-6)
     assert_allclose(per_image, want, rtol=1e-5, atol=1e-7)
     assert not shared[2, :, 1].any() and not shared[0, :, 0].any()
