@@ -8,13 +8,18 @@ device.
 """
 import numbers
 
+import numpy as np
 from mxnet import ndarray
 
 
-def check_number(name, value, low=None, high=None, low_open=False, high_open=False):
+def check_number(name, value, low=None, high=None, low_open=False, high_open=False,
+                 float32=False):
     """Return ``float(value)`` after checking it is a real number in the range.
 
     The range is ``[low, high]``; ``low_open``/``high_open`` exclude an end.
+    With ``float32`` the value returned is the nearest float32, the value
+    MXNet compares float32 data with (MXNet also rejects scalars such as
+    denormal doubles that float32 cannot hold).
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
         raise ValueError('{} must be a real number, got {!r}'.format(name, value))
@@ -26,7 +31,7 @@ def check_number(name, value, low=None, high=None, low_open=False, high_open=Fal
                                        'inf' if high is None else high,
                                        ')' if high_open else ']')
         raise ValueError('{} must be in {}, got {!r}'.format(name, interval, value))
-    return float(value)
+    return float(np.float32(value)) if float32 else float(value)
 
 
 def check_int(name, value, low=0):

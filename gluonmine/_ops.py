@@ -40,7 +40,8 @@ def first_axis_max(F, x):
     x: (N, B, M) -> (B, M): the per-ground-truth best IoU of an anchor-major
     IoU matrix (NHWC max Pooling over N; NaN skipped, as :func:`col_max`).
     """
-    grid = F.expand_dims(F.expand_dims(F.reshape(x, shape=(0, -1)), axis=0), axis=2)  # (1, N, 1, B * M)
+    flat = F.expand_dims(F.reshape(x, shape=(0, -1)), axis=0)               # (1, N, B * M)
+    grid = F.expand_dims(flat, axis=2)                                      # (1, N, 1, B * M)
     pooled = F.Pooling(grid, kernel=(1, 1), pool_type='max', global_pool=True,
                        layout='NHWC')                                       # (1, 1, 1, B * M)
     return F.reshape_like(F.reshape(pooled, shape=(-1,)),
@@ -57,7 +58,8 @@ def row_any(F, mask):
     ones = F.ones_like(F.slice(mask, begin=(0, 0, 0), end=(1, 1, None)))    # (1, 1, M)
     counts = F.FullyConnected(F.reshape(mask, shape=(-3, 0)), F.reshape(ones, shape=(1, -1)),
                               no_bias=True, num_hidden=1)                   # (B * N, 1)
-    counts = F.reshape_like(counts, mask, lhs_begin=0, lhs_end=1, rhs_begin=0, rhs_end=2)  # (B, N, 1)
+    counts = F.reshape_like(counts, mask, lhs_begin=0, lhs_end=1,
+                            rhs_begin=0, rhs_end=2)                         # (B, N, 1)
     return F.reshape(counts, shape=(0, 0)) > 0                              # (B, N)
 
 
@@ -162,7 +164,8 @@ def scatter_top(F, values, index, like, k):
     taken) land in the rows after them, so the result is one contiguous prefix.
     """
     flat_like = F.reshape(like, shape=(-3, -2))                             # (B * N, ...)
-    base = F.reshape(F.zeros_like(pad_columns(F, like, k, 0.)), shape=(-3, -2))  # (B * (N + k), ...)
+    base = F.zeros_like(pad_columns(F, like, k, 0.))                        # (B, N + k, ...)
+    base = F.reshape(base, shape=(-3, -2))                                  # (B * (N + k), ...)
     shape = F.shape_array(like)                                             # (ndim,) int64
     images = F.reshape(F.cast(F.contrib.arange_like(index, axis=0), dtype='int64'),
                        shape=(-1, 1))                                       # (B, 1)

@@ -32,7 +32,8 @@ def pairwise_iou(F, boxes, gt_boxes, shared):
 def _batched_iou(F, boxes, gt_boxes):
     """(B, N, 4) x (B, M, 4) -> (B, N, M) IoU by broadcast arithmetic."""
     x1, y1, x2, y2 = _corners(F, boxes)                                     # (B, N, 1) each
-    gx1, gy1, gx2, gy2 = [F.transpose(c, axes=(0, 2, 1)) for c in _corners(F, gt_boxes)]  # (B, 1, M)
+    gx1, gy1, gx2, gy2 = [F.transpose(c, axes=(0, 2, 1))
+                          for c in _corners(F, gt_boxes)]                  # (B, 1, M) each
     width = F.relu(F.broadcast_minimum(x2, gx2) - F.broadcast_maximum(x1, gx1))  # (B, N, M)
     height = F.relu(F.broadcast_minimum(y2, gy2) - F.broadcast_maximum(y1, gy1))  # (B, N, M)
     inter = width * height                                                  # (B, N, M)

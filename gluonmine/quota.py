@@ -118,9 +118,12 @@ class QuotaSampler(_QuotaSamplerBase):
     def __init__(self, num_sample=128, pos_iou_thresh=0.5, neg_iou_thresh_high=0.5,
                  neg_iou_thresh_low=0.0, pos_ratio=0.25, fill_negative=True, **kwargs):
         num_sample, pos_ratio = check_quota_args(num_sample, pos_ratio)
-        pos = _checks.check_number('pos_iou_thresh', pos_iou_thresh, 0., 1., low_open=True)
-        high = _checks.check_number('neg_iou_thresh_high', neg_iou_thresh_high, 0., 1.)
-        low = _checks.check_number('neg_iou_thresh_low', neg_iou_thresh_low, 0., 1.)
+        pos = _checks.check_number('pos_iou_thresh', pos_iou_thresh, 0., 1., low_open=True,
+                                     float32=True)
+        high = _checks.check_number('neg_iou_thresh_high', neg_iou_thresh_high, 0., 1.,
+                                    float32=True)
+        low = _checks.check_number('neg_iou_thresh_low', neg_iou_thresh_low, 0., 1.,
+                                   float32=True)
         _checks.check_order('neg_iou_thresh_high', high, 'pos_iou_thresh', pos)
         _checks.check_order('neg_iou_thresh_low', low, 'neg_iou_thresh_high', high)
         super(QuotaSampler, self).__init__(num_sample, pos, low, high, pos_ratio,

@@ -66,10 +66,12 @@ class RPNTargetSampler(_QuotaSamplerBase):
     def __init__(self, num_sample=256, pos_iou_thresh=0.7, neg_iou_thresh=0.3, pos_ratio=0.5,
                  clobber_positives=False, min_forced_iou=0.0, fill_negative=True, **kwargs):
         num_sample, pos_ratio = check_quota_args(num_sample, pos_ratio)
-        pos = _checks.check_number('pos_iou_thresh', pos_iou_thresh, 0., 1., low_open=True)
-        neg = _checks.check_number('neg_iou_thresh', neg_iou_thresh, 0., 1.)
+        pos = _checks.check_number('pos_iou_thresh', pos_iou_thresh, 0., 1., low_open=True,
+                                     float32=True)
+        neg = _checks.check_number('neg_iou_thresh', neg_iou_thresh, 0., 1., float32=True)
         _checks.check_order('neg_iou_thresh', neg, 'pos_iou_thresh', pos)
-        forced = _checks.check_number('min_forced_iou', min_forced_iou, 0., 1., high_open=True)
+        forced = _checks.check_number('min_forced_iou', min_forced_iou, 0., 1., high_open=True,
+                                        float32=True)
         super(RPNTargetSampler, self).__init__(
             num_sample, pos, 0., neg, pos_ratio, fill_negative, force_positives=True,
             min_forced_iou=forced, clobber_positives=clobber_positives, **kwargs)

@@ -118,5 +118,7 @@ class FasterRCNNTrainTransform(FasterRCNNDefaultTrainTransform):
         if os.getpid() == self._pid:
             return
         self._pid = os.getpid()
-        worker = (multiprocessing.current_process()._identity or (self._pid,))[-1]  # pylint: disable=protected-access
+        # Pool workers are numbered 1, 2, ... in the order they start
+        identity = multiprocessing.current_process()._identity  # pylint: disable=protected-access
+        worker = (identity or (self._pid,))[-1]
         mx.random.seed((self._seed + 1000003 * worker) % (2 ** 31 - 1))

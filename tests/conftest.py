@@ -28,8 +28,8 @@ def export_and_import(block, tmpdir, num_inputs):
     names = ['data{}'.format(i) for i in range(num_inputs)] if num_inputs > 1 else ['data']
     with open(prefix + '-symbol.json') as f:
         graph = json.load(f)
-    imported = gluon.SymbolBlock.imports(prefix + '-symbol.json', names,
-                                         prefix + '-0000.params' if block.collect_params() else None)
+    params = prefix + '-0000.params' if block.collect_params() else None
+    imported = gluon.SymbolBlock.imports(prefix + '-symbol.json', names, params)
     return imported, graph
 
 

@@ -27,5 +27,6 @@ def test_tiny_ssd_predicts_every_anchor():
     net.initialize()
     with autograd.train_mode():
         cls_preds, box_preds, anchors = net(nd.random.uniform(shape=(2, 3, 128, 128)))
-    assert cls_preds.shape == (2, anchors.shape[1], 3) and box_preds.shape == (2, anchors.shape[1], 4)
+    assert cls_preds.shape == (2, anchors.shape[1], 3)
+    assert box_preds.shape == (2, anchors.shape[1], 4)
     mx.nd.waitall()

@@ -324,3 +324,11 @@ def test_generator_inside_autograd_record_is_a_constant():
         loss = (cls_target * x).sum()
     loss.backward()
     assert x.grad.asscalar() == cls_target.sum().asscalar()
+
+
+def test_thresholds_are_float32_values():
+    # a denormal double threshold is what float32 data is compared with: 0
+    sampler = RPNTargetSampler(neg_iou_thresh=2.2250738585e-313)
+    assert sampler.label_args['neg_iou_thresh_high'] == 0.
+    samples, _ = sampler(nd.zeros((1, 3, 1)))
+    assert not samples.asnumpy().any()

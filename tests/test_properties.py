@@ -1,0 +1,153 @@
+"""Property-based tests: the contract's invariants over everything a dataset can produce.
+
+Random B, N, M; IoUs drawn from a set rich in exact ties, thresholds, unusable
+pairs (-1), NaN and infinities; padding-only images; N smaller than num_sample.
+Each example is checked against a plain NumPy statement of the rule.
+
+The default profile keeps CI fast; ``GLUONMINE_HYPOTHESIS=long`` runs 20x more.
+"""
+import os
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mxnet import nd
+
+from gluonmine import QuotaSampler, RPNTargetGenerator, RPNTargetSampler
+from gluonmine.labeling import EPS
+
+settings.register_profile('ci', max_examples=60, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile('long', max_examples=1200, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get('GLUONMINE_HYPOTHESIS', 'ci'))
+
+SPECIAL = [0., 0.1, 0.3, 0.5, 0.7, 0.9, 1., -1., float('nan'), float('inf'), float('-inf')]
+
+
+@st.composite
+def iou_batches(draw):
+    """(B, N, M) float32 IoU matrices with ties, unusable pairs, NaN, inf, padding."""
+    b, n, m = draw(st.integers(1, 3)), draw(st.integers(1, 40)), draw(st.integers(1, 5))
+    values = st.one_of(st.sampled_from(SPECIAL), st.floats(0, 1, width=32))
+    ious = np.array(draw(st.lists(values, min_size=b * n * m, max_size=b * n * m)),
+                    dtype='float32').reshape(b, n, m)
+    if draw(st.booleans()):
+        ious[:, :, draw(st.integers(0, m - 1))] = 0.           # a padding ground truth
+    if draw(st.booleans()):
+        ious[0] = np.where(ious[0] >= 0, 0., ious[0])           # an image without objects
+    return ious
+
+
+def reference_labels(ious, pos_iou_thresh, neg_iou_thresh_low, neg_iou_thresh_high,
+                     force_positives, min_forced_iou, clobber_positives):
+    """The labeling rule of DESIGN.md for one image, in NumPy: (N, M) -> (N,).
+
+    Thresholds are the sampler's own (``label_args``): float32 values, as MXNet
+    compares float32 data with.
+    """
+    pos, low, high = pos_iou_thresh, neg_iou_thresh_low, neg_iou_thresh_high
+    force, min_forced, clobber = force_positives, min_forced_iou, clobber_positives
+    usable = np.where(ious >= 0, ious, -np.inf)                # NaN, negative: unusable
+    best = usable.max(axis=1)
+    positive = best >= pos
+    negative = (best >= low) & (best < high)
+    if force:
+        per_gt = usable.max(axis=0)
+        cut = per_gt - np.float32(EPS)
+        forced = ((usable >= cut[None]) & (per_gt > min_forced)[None]).any(axis=1)
+        positive = positive | forced
+        if clobber:
+            positive &= ~negative
+        else:
+            negative &= ~positive
+    return positive.astype(int) - negative.astype(int)
+
+
+def reference_matches(ious):
+    usable = np.where(ious >= 0, ious, -np.inf)
+    return usable.argmax(axis=1)                                # first maximum; none -> 0
+
+
+def check_sampled(samples, labels, num_sample, max_pos, fill_negative):
+    """Exact quotas, subsets of the labelled candidates, values in {-1, 0, 1}."""
+    assert set(np.unique(samples)) <= {-1., 0., 1.}
+    num_pos, num_neg = (labels > 0).sum(), (labels < 0).sum()
+    assert (samples > 0).sum() == min(num_pos, max_pos)
+    quota = num_sample - (min(num_pos, max_pos) if fill_negative else max_pos)
+    assert (samples < 0).sum() == min(num_neg, quota)
+    assert not ((samples > 0) & (labels <= 0)).any()
+    assert not ((samples < 0) & (labels >= 0)).any()
+
+
+@given(ious=iou_batches(), num_sample=st.integers(1, 60), pos_ratio=st.floats(0, 1),
+       thresholds=st.tuples(st.floats(0.01, 1), st.floats(0, 1)),
+       clobber=st.booleans(), fill=st.booleans(), min_forced=st.sampled_from([0., 0.2]))
+def test_rpn_sampler_invariants(ious, num_sample, pos_ratio, thresholds, clobber, fill,
+                                min_forced):
+    pos = thresholds[0]
+    neg = min(thresholds[1], pos)
+    sampler = RPNTargetSampler(num_sample, pos, neg, pos_ratio, clobber_positives=clobber,
+                               min_forced_iou=min_forced, fill_negative=fill)
+    samples, matches = [o.asnumpy() for o in sampler(nd.array(ious))]
+    assert samples.shape == matches.shape == ious.shape[:2]
+    for b in range(len(ious)):
+        labels = reference_labels(ious[b], **sampler.label_args)
+        np.testing.assert_array_equal(sampler.label(nd, nd.array(ious[b:b + 1])).asnumpy()[0],
+                                      labels)
+        check_sampled(samples[b], labels, num_sample, sampler.max_pos, fill)
+        np.testing.assert_array_equal(matches[b], reference_matches(ious[b]))
+
+
+@given(ious=iou_batches(), num_sample=st.integers(1, 60), pos_ratio=st.floats(0, 1),
+       bands=st.tuples(st.floats(0.01, 1), st.floats(0, 1), st.floats(0, 1)))
+def test_quota_sampler_invariants(ious, num_sample, pos_ratio, bands):
+    pos = bands[0]
+    high = min(bands[1], pos)
+    low = min(bands[2], high)
+    sampler = QuotaSampler(num_sample, pos, high, low, pos_ratio)
+    samples, matches = [o.asnumpy() for o in sampler(nd.array(ious))]
+    for b in range(len(ious)):
+        labels = reference_labels(ious[b], **sampler.label_args)
+        check_sampled(samples[b], labels, num_sample, sampler.max_pos, True)
+        np.testing.assert_array_equal(matches[b], reference_matches(ious[b]))
+
+
+@st.composite
+def boxes_and_images(draw):
+    """Anchors, padded ground truths (duplicates, zero-area, padding rows) and image sizes."""
+    rng = np.random.RandomState(draw(st.integers(0, 2 ** 31 - 1)))
+    b, n, m = draw(st.integers(1, 3)), draw(st.integers(1, 80)), draw(st.integers(0, 5))
+    xy = rng.uniform(-10, 60, (n, 2))
+    anchors = np.concatenate([xy, xy + rng.uniform(0, 40, (n, 2))], axis=1)
+    gt = np.full((b, max(m, 1), 4), -1.)
+    for i in range(b):
+        real = draw(st.integers(0, m))
+        xy = rng.uniform(0, 50, (real, 2))
+        gt[i, :real] = np.concatenate([xy, xy + rng.uniform(0, 30, (real, 2))], axis=1)
+        if real > 1 and draw(st.booleans()):
+            gt[i, 1] = gt[i, 0]                                 # a duplicate box
+        if real and draw(st.booleans()):
+            gt[i, 0, 2] = gt[i, 0, 0]                           # a zero-area box
+    im_hw = rng.uniform(20, 80, (b, 2))
+    return [x.astype('float32') for x in (gt, anchors, im_hw)]
+
+
+@given(inputs=boxes_and_images(), num_sample=st.integers(1, 64))
+def test_rpn_generator_invariants(inputs, num_sample):
+    gt, anchors, im_hw = inputs
+    generator = RPNTargetGenerator(num_sample=num_sample)
+    cls_target, box_target, box_mask = [o.asnumpy() for o in generator(
+        nd.array(gt), nd.array(anchors), nd.array(im_hw))]
+    assert set(np.unique(cls_target)) <= {-1., 0., 1.}
+    assert ((cls_target >= 0).sum(axis=1) <= num_sample).all()
+    assert ((cls_target > 0).sum(axis=1) <= generator.sampler.max_pos).all()
+    np.testing.assert_array_equal(box_mask, np.repeat((cls_target > 0)[..., None], 4, -1))
+    assert np.isfinite(box_target[box_mask > 0]).all() and not box_target[box_mask == 0].any()
+    for b in range(len(gt)):
+        height, width = im_hw[b]
+        outside = ((anchors[:, 0] < 0) | (anchors[:, 1] < 0) | (anchors[:, 2] >= width)
+                   | (anchors[:, 3] >= height))
+        assert (cls_target[b][outside] == -1).all()             # never use an outside anchor
+        if (gt[b, :, 0] < 0).all():
+            assert (cls_target[b] != 1).all()                   # padding forces nothing
