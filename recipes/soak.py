@@ -1,0 +1,129 @@
+#!/usr/bin/env python
+"""Long runs: every gluonmine block, hybridized with static_alloc, on changing inputs.
+
+Each block runs ``--iterations`` times on fresh random inputs (new values every
+call, and a new batch shape every ``--reshape-every`` calls, cycling through a few
+sizes), while the process's resident memory is sampled. Memory must not grow: the
+resident size after the warm-up is compared with the size at the end, and the
+script exits non-zero when any block grew by more than ``--tolerance-mb``.
+
+    python recipes/soak.py                          # 10,000 iterations of every block
+    python recipes/soak.py --only rpn_generator --iterations 2000
+"""
+import argparse
+import json
+import os
+import sys
+
+import mxnet as mx
+import numpy as np
+from tqdm import tqdm
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+# pylint: disable=wrong-import-position
+from gluonmine import QuotaSampler, RPNTargetGenerator, RPNTargetSampler  # noqa: E402
+
+
+def resident_mb():
+    """Resident set size of this process in MiB (Linux /proc)."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) / 1024.
+    return float('nan')
+
+
+def _boxes(rng, shape, size=600.):
+    xy = rng.uniform(0, size * 0.8, shape + (2,))
+    return np.concatenate([xy, xy + rng.uniform(8, size * 0.2, shape + (2,))], -1)
+
+
+def _ious(rng, batch, n, m):
+    ious = rng.uniform(0, 1, (batch, n, m)) ** 3
+    ious[rng.uniform(size=(batch, n)) < 0.1] = -1
+    return [ious]
+
+
+def _generator_inputs(rng, batch, n, m):
+    gt = _boxes(rng, (batch, m))
+    gt[:, m // 2:][rng.uniform(size=(batch, m - m // 2)) < 0.5] = -1
+    return [gt, _boxes(rng, (n,)), np.tile([[600., 800.]], (batch, 1))]
+
+
+# name: (block factory, input factory(rng, batch, n, m), sizes cycled through)
+BLOCKS = {
+    'rpn_sampler': (RPNTargetSampler, _ious, [(2, 4000, 8), (2, 3000, 12), (1, 5000, 4)]),
+    'quota_sampler': (QuotaSampler, _ious, [(2, 2000, 20), (4, 1000, 10)]),
+    'rpn_generator': (RPNTargetGenerator, _generator_inputs,
+                      [(2, 4000, 8), (2, 3000, 12), (1, 5000, 4)]),
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--iterations', type=int, default=10000, help='calls per block')
+    parser.add_argument('--warmup', type=int, default=200,
+                        help='calls before the first memory reading')
+    parser.add_argument('--reshape-every', type=int, default=500,
+                        help='calls between changes of input shape')
+    parser.add_argument('--only', default='', help='comma-separated block names (default: all)')
+    parser.add_argument('--tolerance-mb', type=float, default=20.,
+                        help='largest resident-memory growth accepted per block')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--out', default=os.path.join('runs', 'soak.json'))
+    return parser.parse_args(argv)
+
+
+def soak(name, make_block, make_inputs, sizes, args):
+    """Run one block; returns a report row."""
+    rng = np.random.RandomState(args.seed)
+    block = make_block()
+    block.initialize()
+    block.hybridize(static_alloc=True)
+    start = end = None
+    progress = tqdm(range(args.iterations), desc=name, unit='call', leave=False)
+    for i in progress:
+        size = sizes[(i // args.reshape_every) % len(sizes)]
+        outputs = block(*[mx.nd.array(x) for x in make_inputs(rng, *size)])
+        if i % 50 == 0 or i == args.iterations - 1:
+            mx.nd.waitall()
+            progress.set_postfix(rss_mb='{:.0f}'.format(resident_mb()))
+        if i == min(args.warmup, args.iterations - 1):
+            mx.nd.waitall()
+            start = resident_mb()
+        del outputs
+    mx.nd.waitall()
+    end = resident_mb()
+    return dict(block=name, iterations=args.iterations, rss_after_warmup_mb=round(start, 1),
+                rss_end_mb=round(end, 1), growth_mb=round(end - start, 1),
+                ok=end - start <= args.tolerance_mb)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    names = [n for n in args.only.split(',') if n] or list(BLOCKS)
+    unknown = [n for n in names if n not in BLOCKS]
+    if unknown:
+        raise SystemExit('unknown block(s) {}; known: {}'.format(', '.join(unknown),
+                                                                ', '.join(BLOCKS)))
+    mx.random.seed(args.seed)
+    rows = [soak(name, *BLOCKS[name], args) for name in names]
+    print('| block | iterations | RSS after warm-up (MiB) | RSS at end (MiB) | growth (MiB) |')
+    print('|---|---|---|---|---|')
+    for row in rows:
+        print('| {block} | {iterations} | {rss_after_warmup_mb} | {rss_end_mb} | '
+              '{growth_mb} |'.format(**row))
+    if args.out:
+        os.makedirs(os.path.dirname(args.out) or '.', exist_ok=True)
+        with open(args.out, 'w') as f:
+            json.dump(rows, f, indent=1)
+    failed = [row['block'] for row in rows if not row['ok']]
+    if failed:
+        raise SystemExit('memory grew by more than {} MiB: {}'.format(
+            args.tolerance_mb, ', '.join(failed)))
+
+
+if __name__ == '__main__':
+    main()
