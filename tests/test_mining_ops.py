@@ -1,0 +1,220 @@
+"""Mining primitives: greedy NMS, stable order, count masks, compaction, index masks."""
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import gluon, nd
+from numpy.testing import assert_array_equal
+
+from conftest import random_boxes
+from gluonmine import _mining_ops
+
+NAN, INF = float('nan'), float('inf')
+
+
+class Wrap(gluon.HybridBlock):
+    """Runs a primitive inside a HybridBlock, so it is also built with F = mx.sym."""
+
+    def __init__(self, fn):
+        super(Wrap, self).__init__()
+        self._fn = fn
+
+    def hybrid_forward(self, F, *args):  # pylint: disable=arguments-differ
+        return self._fn(F, *args)
+
+
+def both(fn, *args):
+    """fn(F, *args) eagerly and hybridized: outputs as lists of numpy arrays, both equal."""
+    outputs = []
+    for hybrid in (False, True):
+        block = Wrap(fn)
+        if hybrid:
+            block.hybridize()
+        out = block(*[nd.array(a) for a in args])
+        outputs.append([o.asnumpy() for o in (out if isinstance(out, (list, tuple)) else [out])])
+    for got, want in zip(*outputs):
+        assert_array_equal(got, want)
+    return outputs[0]
+
+
+def test_finite_and_finite_rows():
+    x = np.float32([[1, NAN, INF, -INF, 0]])
+    assert_array_equal(both(_mining_ops.finite, x)[0], [[1, 0, 0, 0, 1]])
+    boxes = np.float32([[[0, 0, 1, 1], [0, NAN, 1, 1], [0, 0, INF, 1]]])
+    assert_array_equal(both(_mining_ops.finite_rows, boxes)[0], [[1, 0, 0]])
+
+
+# ------------------------------------------------------------ greedy_nms
+
+# boxes 0, 1, 3 overlap (IoU(0, 1) = 0.81, IoU(0, 3) = 0.9, IoU(1, 3) = 0.73); 2 and 4 are apart
+BOXES = np.float32([[[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30], [0, 0, 10, 9],
+                     [50, 50, 60, 60]]])
+
+
+def nms(scores, threshold, k=None, carry=(), labels=None, boxes=BOXES):
+    def fn(F, s, b, *rest):
+        if labels is not None:
+            return _mining_ops.greedy_nms(F, s, b, threshold, k, carry=rest[:-1],
+                                          labels=rest[-1])
+        return _mining_ops.greedy_nms(F, s, b, threshold, k, carry=rest)
+    return both(fn, np.float32(scores), boxes, *carry,
+                *([] if labels is None else [np.float32(labels)]))
+
+
+def test_greedy_nms_order_ties_and_suppression():
+    # order 4 (3), 1 (2), 2 (2, tie: after 1), 0 (1), 3 (0.5); 0 and 3 fall to the kept 1
+    index, score = nms([[1, 2, 2, 0.5, 3]], 0.7)
+    assert_array_equal(index, [[4, 1, 2, -1, -1]])
+    assert_array_equal(score, [[3, 2, 2, -1, -1]])
+    # 0 first: it suppresses 1 and 3; 3 is not re-suppressed by the suppressed 1
+    index, _ = nms([[5, 2, 2, 4, 3]], 0.85)
+    assert_array_equal(index, [[0, 4, 1, 2, -1]])
+
+
+def test_greedy_nms_k_carry_and_padding():
+    # k = 2 stops after two keeps; k = 7 > N pads with -1; carried values follow their rows
+    carry = [np.float32([[5, 6, 7, 8, 9]])]
+    index, _, carried = nms([[1, 2, 2, 0.5, 3]], 0.7, k=2, carry=carry)
+    assert_array_equal(index, [[4, 1]])
+    assert_array_equal(carried, [[9, 6]])
+    index, _, carried = nms([[1, 2, 2, 0.5, 3]], 0.7, k=7, carry=carry)
+    assert_array_equal(index, [[4, 1, 2, -1, -1, -1, -1]])
+    assert_array_equal(carried, [[9, 6, 7, -1, -1, -1, -1]])
+
+
+def test_greedy_nms_skips_minus_infinity_and_nan_scores():
+    # 1 (NaN) and 4 (-inf) are no candidates: they neither appear nor suppress 0
+    index, _ = nms([[1, NAN, 2, 0.5, -INF]], 0.7)
+    assert_array_equal(index, [[2, 0, -1, -1, -1]])
+
+
+def test_greedy_nms_by_label():
+    # labels 0, 1, 1, 1, 2: 0 survives 1 (other label); 3 falls to 1 (same label)
+    index, _ = nms([[1, 2, 2, 0.5, 3]], 0.7, labels=[[0, 1, 1, 1, 2]])
+    assert_array_equal(index, [[4, 1, 2, 0, -1]])
+    # labels below zero are ordinary labels
+    index, _ = nms([[1, 2, 2, 0.5, 3]], 0.7, labels=[[-1, -2, -2, -2, -3]])
+    assert_array_equal(index, [[4, 1, 2, 0, -1]])
+
+
+def greedy_reference(scores, boxes, threshold, k):
+    """Plain greedy NMS of one row (NumPy IoU as box_nms computes it)."""
+    def iou(a, b):
+        w = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+        h = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+        return w * h / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h)
+    kept = []
+    for i in sorted(np.flatnonzero(np.isfinite(scores)), key=lambda i: (-scores[i], i)):
+        if len(kept) < k and all(iou(boxes[i], boxes[j]) <= threshold for j in kept):
+            kept.append(i)
+    return kept + [-1] * (k - len(kept))
+
+
+def test_greedy_nms_prefix_and_whole_row_stages_agree_with_the_reference():
+    # image 0: 60 copies of one box rank first, so the prefix of 2k = 8 keeps one candidate
+    # and the whole row is visited; image 1 is settled by its prefix
+    rng = np.random.RandomState(0)
+    boxes = np.stack([np.concatenate([np.tile([[0, 0, 9, 9]], (60, 1)),
+                                      random_boxes(rng, 60, 500., 4., 8.) + 20]),
+                      random_boxes(rng, 120, 500., 4., 8.)]).astype('float32')
+    scores = np.float32([np.linspace(10, 1, 120), rng.permutation(120)])
+    index, _ = nms(scores, 0.5, k=4, boxes=boxes)
+    for b in range(2):
+        assert_array_equal(index[b], greedy_reference(scores[b], boxes[b], 0.5, 4))
+    assert_array_equal(index[0], [0, 60, 61, 62])
+
+
+# ------------------------------------------------------------ stable_order and take_rows
+
+def test_stable_order_ties_in_column_order():
+    keys = np.float32([[5, 3, 3, 3, 1, 7], [1, 2, 3, 4, 5, 6]])
+    valid = np.float32([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]])
+    order = lambda k: both(lambda F, x, v: _mining_ops.stable_order(F, x, v, k), keys, valid)[0]
+    assert_array_equal(order(3), [[0, 1, 2], [5, 4, 3]])
+    assert_array_equal(order(None), [[0, 1, 2, 3, 4, -1], [5, 4, 3, 2, 1, 0]])
+    assert_array_equal(order(8), [[0, 1, 2, 3, 4, -1, -1, -1], [5, 4, 3, 2, 1, 0, -1, -1]])
+    assert_array_equal(order(1), [[0], [5]])
+
+
+def test_stable_order_on_a_long_row_of_few_values():
+    rng = np.random.RandomState(1)
+    keys = rng.randint(0, 4, (2, 4000)).astype('float32')
+    want = np.argsort(-keys, axis=1, kind='stable')
+    got = both(lambda F, x, v: _mining_ops.stable_order(F, x, v, None), keys, np.ones_like(keys))
+    assert_array_equal(got[0], want)
+    got = both(lambda F, x, v: _mining_ops.stable_order(F, x, v, 50), keys, np.ones_like(keys))
+    assert_array_equal(got[0], want[:, :50])
+
+
+def test_take_rows():
+    x = np.float32([[10, 11, 12], [20, 21, 22]])
+    got = both(_mining_ops.take_rows, x, np.float32([[2, 0], [1, 1]]))[0]
+    assert_array_equal(got, [[12, 10], [21, 21]])
+
+
+# ------------------------------------------------------------ count_mask
+
+def count_mask(keys, count, fast_k):
+    return both(lambda F, x, c: _mining_ops.count_mask(F, x, c, fast_k), np.float32(keys),
+                np.float32(count).reshape(-1, 1))[0]
+
+
+def test_count_mask_exact_counts_ties_and_empty_rows():
+    keys = [[5, 3, 3, 3, 1, -INF], [1, 2, 3, 4, 5, 6], [-INF] * 6]
+    # counts within the top-k: the 3s tie, the lower indices win
+    assert_array_equal(count_mask(keys, [2, 1, 3], 3),
+                       [[1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1], [0] * 6])
+    # count 0, and more than the valid entries
+    assert_array_equal(count_mask(keys, [0, 9, 0], 3), [[0] * 6, [1] * 6, [0] * 6])
+    # counts above fast_k = 2 take the full-sort path; row 1 (count 1) does not
+    assert_array_equal(count_mask(keys, [3, 1, 4], 2),
+                       [[1, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 1], [0] * 6])
+
+
+@pytest.mark.parametrize('fast_k', [4, 256])
+def test_count_mask_matches_a_stable_sort(fast_k):
+    rng = np.random.RandomState(2)
+    keys = np.round(rng.randn(5, 700), 1).astype('float32')
+    keys[rng.rand(5, 700) < 0.2] = -INF
+    count = np.float32([0, 3, 40, 300, 700])
+    got = count_mask(keys, count, fast_k)
+    for b in range(5):
+        order = [i for i in np.argsort(-keys[b], kind='stable') if keys[b, i] > -INF]
+        assert_array_equal(np.flatnonzero(got[b]), np.sort(order[:int(count[b])]))
+
+
+# ------------------------------------------------------------ compact and index_mask
+
+def test_compact_moves_kept_entries_forward():
+    values = np.float32([[4, 5, 6, 7], [1, 2, 3, 4]])
+    keep = np.float32([[0, 1, 0, 1], [0, 0, 0, 0]])
+    assert_array_equal(both(_mining_ops.compact, values, keep)[0],
+                       [[5, 7, -1, -1], [-1, -1, -1, -1]])
+
+
+def test_index_mask_from_index_lists():
+    index = np.float32([[3, 0, -1], [-1, -1, -1], [4, 1, 2]])
+    like = np.zeros((3, 5), 'float32')
+    assert_array_equal(both(_mining_ops.index_mask, index, like)[0],
+                       [[1, 0, 0, 1, 0], [0, 0, 0, 0, 0], [0, 1, 1, 0, 1]])
+    # K larger than N
+    assert_array_equal(both(_mining_ops.index_mask, np.float32([[1, -1, -1, -1]]),
+                            np.zeros((1, 2), 'float32'))[0], [[0, 1]])
+
+
+def test_box_nms_sorts_stably_on_a_long_row():
+    # the property greedy_nms relies on for "equal scores: lower index first"
+    n = 6000
+    scores = np.random.RandomState(3).randint(0, 3, (2, n)).astype('float32')
+    boxes = np.float32([[[10 * i, 0, 10 * i + 5, 5] for i in range(n)]] * 2)
+    index = nms(scores, 0.5, boxes=boxes)[0]
+    assert_array_equal(index, np.argsort(-scores, axis=1, kind='stable'))
+
+
+def test_primitives_never_read_back_to_the_host():
+    from conftest import no_host_sync
+    keys = nd.array(np.random.RandomState(4).rand(2, 50))
+    with no_host_sync():
+        _mining_ops.count_mask(mx.nd, keys, nd.array([[3], [60]]), 4)
+        _mining_ops.stable_order(mx.nd, keys, keys > 0.5, 5)
+        _mining_ops.greedy_nms(mx.nd, keys, nd.array(np.random.rand(2, 50, 4)), 0.5, 3)
+        mx.nd.waitall()
