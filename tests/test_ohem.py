@@ -1,7 +1,6 @@
 """HardExampleMiner and OHEMSampler: hand-checked rules, a NumPy reference, GluonCV parity."""
 import math
 
-import mxnet as mx
 import numpy as np
 import pytest
 from gluoncv.model_zoo.ssd.target import SSDTargetGenerator
