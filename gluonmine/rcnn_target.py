@@ -1,0 +1,238 @@
+"""RCNN stage: RCNNTargetSampler, a batched drop-in for GluonCV's.
+
+Shape shorthand: B images, N proposals, M ground truths, C = N + M candidates
+(the proposals, then the ground truths appended), K = num_sample output slots,
+P = max_pos. samples: +1 positive, -1 negative, 0 ignore; matches: index in [0, M).
+"""
+# pylint: disable=arguments-differ, invalid-name
+from gluoncv.model_zoo.rcnn.faster_rcnn import rcnn_target as _gluoncv
+from mxnet import ndarray
+
+from . import _checks, _ops, labeling
+from ._block import SelectionBlock
+from .quota import check_quota_args
+
+
+def image_ious(F, boxes, gt_boxes):
+    """IoU of every box with every ground truth of the same image.
+
+    boxes: (B, C, 4), gt_boxes: (B, M, 4) -> (B, C, M); a pair that does not
+    overlap, and a padding row, gives 0. One fused ``contrib.box_iou`` per
+    image inside a ``contrib.foreach`` (a single graph operator, registered for
+    CPU and GPU): ``box_iou`` on the whole batch would compute B times the
+    pairs, and broadcast arithmetic costs about five times more per pair.
+    """
+    def one_image(data, states):
+        return F.contrib.box_iou(data[0], data[1], format='corner'), states  # (C, M)
+    ious, _ = F.contrib.foreach(one_image, [boxes, gt_boxes], [])          # (B, C, M)
+    return ious
+
+
+def _take_rows(F, x, flat, k):
+    """Rows of x at flat positions of its first two axes.
+
+    x: (B, L, ...), flat: (B * k,) int64 positions ``b * L + j`` -> (B, k, ...).
+    """
+    return F.reshape(F.take(F.reshape(x, shape=(-3, -2)), flat), shape=(-4, -1, k, -2))
+
+
+def _column(F, x, value):
+    """A (B, L) array of ``value`` for x of shape (B, L, 4)."""
+    return F.reshape(F.ones_like(F.slice_axis(x, axis=-1, begin=0, end=1)), shape=(0, -1)) * value
+
+
+class RCNNTargetSampler(SelectionBlock, _gluoncv.RCNNTargetSampler):
+    """Sample RoIs for the RCNN head, batched: drop-in for GluonCV's sampler.
+
+    The Fast R-CNN rule (Girshick, 2015, Sec. 2.3) on the proposals with the
+    ground truths appended (Faster R-CNN's training recipe): with ``best`` a
+    candidate's largest IoU with the image's ground truths, a candidate is
+    positive when ``best >= pos_iou_thresh`` and negative when
+    ``neg_iou_thresh_low <= best < neg_iou_thresh_high``. Proposals with score
+    < 0 (GluonCV's RPN padding) are never sampled; appended ground truths are
+    sampled as positives only, so padding rows (and boxes of zero area) never
+    are. Then, per image, a uniformly random ``min(num_pos, max_pos)``
+    positives, ``max_pos = round(num_sample * pos_ratio)``, and a uniformly
+    random ``min(num_neg, num_sample - positives taken)`` negatives. Each
+    candidate fills at most one slot; slots left over get label 0 (no loss),
+    matches 0 and the box (-1, -1, -1, -1), which GluonCV's RoI pooling treats
+    as padding. An image without ground truths gets negatives only.
+
+    Output slots hold the positives first, then the negatives, then the empty
+    slots, each group in random order. GluonCV sorts its slots by RoI area;
+    nothing downstream depends on the order: ``FasterRCNN`` pools the slots as
+    they come and its target generator finds the positives by sorting
+    ``samples``, keeping the first ``max_pos``, which is all of them here.
+
+    Differences from GluonCV 0.10, each deliberate: GluonCV may return a
+    candidate twice (it fills the negative quota from a shuffled list that
+    still holds the positives it took), returns more than ``max_pos``
+    positives when negatives run short, has no lower bound for negatives, and
+    gives negatives the index of their best ground truth as ``matches``,
+    which nothing reads (here 0: a negative matches no ground truth). Draws
+    come from ``mx.random`` (seed with ``mx.random.seed``); every image of the
+    batch is sampled in one graph, with no loop over ``num_image`` in it.
+
+    The class derives from GluonCV's sampler, so Gluon accepts it in place of
+    GluonCV's child block (``net.sampler = RCNNTargetSampler(...)``) and keeps
+    the attributes GluonCV code reads (``_max_pos``), and from gluonmine's
+    ``SelectionBlock``, which checks the inputs and pauses autograd.
+
+    Parameters
+    ----------
+    num_image : int
+        Images a batch (GluonCV's ``per_device_batch_size``); kept for
+        GluonCV's constructor: any batch size works.
+    num_proposal : int
+        Proposals an image; kept for GluonCV's constructor: any number works.
+    num_sample : int
+        Output slots an image.
+    pos_iou_thresh : float
+        Smallest IoU of a positive.
+    pos_ratio : float
+        Fraction of ``num_sample`` that positives may take.
+    max_num_gt : int
+        GluonCV's bound on ground truths an image; kept for its constructor:
+        any number of ground truth rows works.
+    neg_iou_thresh_high : float, default None
+        Negatives have IoU below this; ``None`` means ``pos_iou_thresh``
+        (GluonCV's rule). Must be <= ``pos_iou_thresh``.
+    neg_iou_thresh_low : float, default 0.0
+        Negatives have IoU at least this (Fast R-CNN's ``bg_lo``, 0.1 there).
+
+    Inputs:
+        - **rois**: (B, N, 4) float32 proposals, corner format.
+        - **scores**: (B, N, 1) or (B, N) float32 proposal scores; < 0 marks
+          a padding proposal.
+        - **gt_boxes**: (B, M, 4) float32 ground truths, padding rows -1.
+
+    Outputs:
+        - **rois**: (B, num_sample, 4) float32 sampled boxes; (-1, -1, -1, -1)
+          in empty slots.
+        - **samples**: (B, num_sample) float32, +1 positive, -1 negative,
+          0 empty slot.
+        - **matches**: (B, num_sample) float32: for a positive, the index in
+          [0, M) of the ground truth of largest IoU (lowest index on ties);
+          0 for negatives and empty slots.
+    """
+
+    def __init__(self, num_image, num_proposal, num_sample, pos_iou_thresh, pos_ratio,
+                 max_num_gt, neg_iou_thresh_high=None, neg_iou_thresh_low=0.0):
+        num_image = _checks.check_int('num_image', num_image, low=1)
+        num_proposal = _checks.check_int('num_proposal', num_proposal, low=1)
+        num_sample, pos_ratio = check_quota_args(num_sample, pos_ratio)
+        max_num_gt = _checks.check_int('max_num_gt', max_num_gt, low=1)
+        pos = _checks.check_number('pos_iou_thresh', pos_iou_thresh, 0., 1., low_open=True,
+                                     float32=True)
+        high = pos if neg_iou_thresh_high is None else _checks.check_number(
+            'neg_iou_thresh_high', neg_iou_thresh_high, 0., 1., float32=True)
+        low = _checks.check_number('neg_iou_thresh_low', neg_iou_thresh_low, 0., 1., float32=True)
+        _checks.check_order('neg_iou_thresh_high', high, 'pos_iou_thresh', pos)
+        _checks.check_order('neg_iou_thresh_low', low, 'neg_iou_thresh_high', high)
+        # GluonCV's initializer sets the attributes GluonCV code reads (FasterRCNN
+        # reads _max_pos); it takes no prefix/params, and this block has no parameters.
+        _gluoncv.RCNNTargetSampler.__init__(self, num_image, num_proposal, num_sample, pos,
+                                            pos_ratio, max_num_gt)
+        self._neg_iou_thresh_high = high
+        self._neg_iou_thresh_low = low
+
+    @property
+    def num_sample(self):
+        """Output slots an image."""
+        return self._num_sample
+
+    @property
+    def max_pos(self):
+        """Positive quota an image, ``round(num_sample * pos_ratio)``."""
+        return self._max_pos
+
+    def check_inputs(self, rois, scores, gt_boxes):
+        _checks.check_shape('rois', rois, '(B, N, 4)', last=4)
+        if _checks.is_array(scores) and not (scores.ndim == 2 or (
+                scores.ndim == 3 and scores.shape[-1] == 1)):
+            raise ValueError('scores must have shape (B, N, 1) or (B, N), got {}'.format(
+                scores.shape))
+        _checks.check_shape('gt_boxes', gt_boxes, '(B, M, 4)', last=4)
+        _checks.check_same('scores', scores, 0, 'rois', rois, 0)
+        _checks.check_same('scores', scores, 1, 'rois', rois, 1)
+        _checks.check_same('gt_boxes', gt_boxes, 0, 'rois', rois, 0)
+        if _checks.is_array(gt_boxes) and gt_boxes.shape[1] == 0:
+            # no ground truth in the whole batch: one padding row gives the same samples
+            gt_boxes = ndarray.full((gt_boxes.shape[0], 1, 4), -1, ctx=gt_boxes.context,
+                                    dtype=gt_boxes.dtype)
+        return rois, scores, gt_boxes
+
+    def hybrid_forward(self, F, rois, scores, gt_boxes):
+        k, p = self._num_sample, self._max_pos
+        candidates = F.concat(rois, gt_boxes, dim=1)                        # (B, C, 4)
+        ious = image_ious(F, candidates, gt_boxes)                          # (B, C, M)
+        labels = self._label(F, ious, scores, gt_boxes)                     # (B, C)
+        index, take = self._select(F, labels)                               # (B, K) each
+        # one flat index serves every gather: labels, candidates and ious share (B, C)
+        flat = _ops._flat_index(F, index, labels)  # pylint: disable=protected-access
+        samples = _take_rows(F, labels, flat, k) * take                     # (B, K)
+        boxes = _take_rows(F, candidates, flat, k)                          # (B, K, 4)
+        filled = F.broadcast_like(F.expand_dims(take, axis=-1), boxes)      # (B, K, 4)
+        boxes = F.where(filled, boxes, -F.ones_like(boxes))                 # (B, K, 4)
+        matches = self._match(F, ious, flat, samples)                       # (B, K)
+        return F.stop_gradient(boxes), F.stop_gradient(samples), F.stop_gradient(matches)
+
+    def _label(self, F, ious, scores, gt_boxes):
+        """Labels of all candidates before sampling: ious (B, C, M) -> (B, C).
+
+        A live proposal (score >= 0) may be positive or negative, a padding
+        proposal neither; an appended ground truth only positive, which it is
+        when it is a real box (IoU 1 with itself), so padding rows get 0.
+        """
+        live = F.reshape(scores, shape=(0, -1)) >= 0                        # (B, N)
+        # 2: live proposal, 1: ground truth, 0: padding proposal
+        kind = F.concat(2 * live, _column(F, gt_boxes, 1.), dim=1)          # (B, C)
+        usable = kind > 1.5                                                 # (B, C)
+        if self._neg_iou_thresh_low > 0:
+            usable = usable * _ops.row_any(F, ious >= self._neg_iou_thresh_low)  # (B, C)
+        labels = labeling.label(F, ious, self._pos_iou_thresh, self._neg_iou_thresh_low,
+                                self._neg_iou_thresh_high, usable=usable)   # (B, C)
+        return labels * (kind > 0.5)                                        # (B, C)
+
+    def _select(self, F, labels):
+        """Random positives within the quota, then random negatives filling the slots.
+
+        labels: (B, C) -> ``(index, take)``, both (B, K): slot j holds candidate
+        ``index[b, j]`` where ``take`` is 1; positives come first. One draw of
+        random keys ranks both groups: the kept positives (a random subset of
+        at most P) get 2 added, so one top-K lists them first and the
+        negatives of largest key fill the remaining slots.
+        """
+        keys = F.random.uniform_like(labels)                                # (B, C) in [0, 1)
+        eligible = labels < 0                                               # (B, C)
+        if self._max_pos > 0:
+            kept, _ = _ops.random_subset(F, labels > 0, self._max_pos, keys=keys)  # (B, C)
+            keys = keys + 2 * kept                                          # (B, C)
+            eligible = eligible + kept                                      # (B, C)
+        return _ops.top_entries(F, keys, eligible, self._num_sample)        # (B, K) each
+
+    def _match(self, F, ious, flat, samples):
+        """Ground truth of largest IoU for the positive slots (the first P), 0 elsewhere.
+
+        ious: (B, C, M), flat: (B * K,) positions of the slots, samples: (B, K)
+        -> (B, K). Only positives carry a box target, so only their IoU rows
+        are searched: a (B, P, M) argmax instead of (B, K, M).
+        """
+        k, p = self._num_sample, self._max_pos
+        if p == 0:
+            return F.zeros_like(samples)
+        first = F.reshape(F.slice_axis(F.reshape(flat, shape=(-1, k)), axis=1, begin=0, end=p),
+                          shape=(-1,))                                      # (B * P,)
+        matches = F.argmax(_take_rows(F, ious, first, p), axis=-1)         # (B, P)
+        if p < k:
+            rest = F.slice_axis(samples, axis=1, begin=p, end=None)         # (B, K - P)
+            matches = F.concat(matches, F.zeros_like(rest), dim=1)          # (B, K)
+        return matches * (samples > 0)                                      # (B, K)
+
+    def __repr__(self):
+        args = dict(num_sample=self._num_sample, max_pos=self._max_pos,
+                    pos_iou_thresh=self._pos_iou_thresh,
+                    neg_iou_thresh_high=self._neg_iou_thresh_high,
+                    neg_iou_thresh_low=self._neg_iou_thresh_low)
+        return '{}({})'.format(self.__class__.__name__,
+                               ', '.join('{}={}'.format(k, v) for k, v in args.items()))
