@@ -1,0 +1,191 @@
+"""gluonmine.rcnn: gluonmine's samplers in GluonCV's FasterRCNN, and a real training step."""
+import mxnet as mx
+import numpy as np
+import pytest
+from gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target import RCNNTargetSampler as GluonCVSampler
+from gluoncv.model_zoo.rcnn.rpn.rpn_target import RPNTargetGenerator as GluonCVGenerator
+from mxnet import autograd, gluon, nd
+from numpy.testing import assert_array_equal
+
+from gluonmine.models import tiny_faster_rcnn
+from gluonmine.quota import QuotaSampler
+from gluonmine.rcnn import install_samplers, rcnn_sampler_for
+from gluonmine.rcnn_target import RCNNTargetSampler
+from gluonmine.rpn import RPNTargetGenerator, RPNTargetSampler
+
+HEIGHT, WIDTH = 128, 160
+# image 0: two objects; image 1: one object and a padding row
+GT_BOXES = nd.array([[[10, 10, 60, 80], [50, 40, 120, 110]],
+                     [[5, 5, 40, 40], [-1, -1, -1, -1]]])
+GT_LABELS = nd.array([[[0], [1]], [[1], [-1]]])
+IM_HW = nd.array([[HEIGHT, WIDTH]] * 2)
+
+
+def tiny_net(**kwargs):
+    """GluonCV's FasterRCNN on a tiny backbone, 2 images a device, initialized."""
+    net = tiny_faster_rcnn(['a', 'b'], per_device_batch_size=2, **kwargs)
+    net.initialize()
+    return net
+
+
+def gluoncv_rpn_targets(anchors):
+    """GluonCV's RPN targets, one image at a time as its transform makes them: (B, N)..."""
+    generator = GluonCVGenerator()
+    per_image = []
+    for gt in GT_BOXES.asnumpy():
+        real = nd.array(gt[gt[:, 0] >= 0])
+        per_image.append([np.asarray(t) for t in generator(real, anchors[0], WIDTH, HEIGHT)])
+    return [nd.array(np.stack(parts)) for parts in zip(*per_image)]
+
+
+def training_step(net, rpn_targets):
+    """Forward and backward with the losses of GluonCV's train_faster_rcnn.py.
+
+    ``rpn_targets(anchors) -> (cls_target, box_target, box_mask)``. Returns the
+    network outputs, the RPN targets and the four losses, as NumPy arrays.
+    """
+    rpn_cls_loss = gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False)
+    rpn_box_loss = gluon.loss.HuberLoss(rho=1 / 9.)
+    rcnn_cls_loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    rcnn_box_loss = gluon.loss.HuberLoss()
+    images = nd.random.uniform(shape=(2, 3, HEIGHT, WIDTH))
+    with autograd.record():
+        outputs = net(images, GT_BOXES, GT_LABELS)
+        (cls_pred, box_pred, _, _, _, rpn_score, rpn_box, anchors, cls_targets, box_targets,
+         box_masks, _) = outputs
+        rpn_cls_targets, rpn_box_targets, rpn_box_masks = rpn_targets(anchors)
+        rpn_score = rpn_score.squeeze(axis=-1)
+        num_rpn_pos = (rpn_cls_targets >= 0).sum()
+        rpn_loss1 = rpn_cls_loss(rpn_score, rpn_cls_targets,
+                                 rpn_cls_targets >= 0) * rpn_cls_targets.size / num_rpn_pos
+        rpn_loss2 = rpn_box_loss(rpn_box, rpn_box_targets,
+                                 rpn_box_masks) * rpn_box.size / num_rpn_pos
+        num_rcnn_pos = (cls_targets >= 0).sum()
+        rcnn_loss1 = rcnn_cls_loss(cls_pred, cls_targets, cls_targets.expand_dims(-1) >= 0) \
+            * cls_targets.size / num_rcnn_pos
+        rcnn_loss2 = rcnn_box_loss(box_pred, box_targets, box_masks) * box_pred.size / num_rcnn_pos
+        losses = [rpn_loss1, rpn_loss2, rcnn_loss1, rcnn_loss2]
+        total = sum(loss.sum() for loss in losses)
+    total.backward()
+    targets = [rpn_cls_targets, rpn_box_targets, rpn_box_masks]
+    return [[x.asnumpy() for x in group] for group in (outputs, targets, losses)]
+
+
+def gradients(net):
+    """Every gradient of the trainable parameters, flattened into one NumPy array."""
+    return np.concatenate([p.grad().asnumpy().ravel() for p in net.collect_params().values()
+                           if p.grad_req != 'null'])
+
+
+# ---------------------------------------------------------------- install_samplers
+
+def test_installs_rcnn_sampler_with_the_nets_settings():
+    net = tiny_net(num_sample=96, rpn_train_post_nms=200, max_num_gt=40)
+    generator = install_samplers(net, device_targets=True)
+    sampler = net.sampler
+    assert isinstance(sampler, RCNNTargetSampler)
+    # pylint: disable=protected-access
+    assert (sampler._num_image, sampler._num_proposal, sampler.num_sample, sampler.max_pos,
+            sampler._pos_iou_thresh, sampler._max_num_gt) == (2, 200, 96, 24, 0.5, 40)
+    assert isinstance(generator, RPNTargetGenerator)
+    assert isinstance(generator.sampler, RPNTargetSampler)
+    assert generator.sampler.num_sample == 256 and generator.sampler.max_pos == 128
+
+
+def test_device_targets_take_the_rpn_arguments_of_the_transform():
+    net = tiny_net()
+    generator = install_samplers(net, device_targets=True, num_sample=64, pos_ratio=0.25,
+                                 box_norm=(1., 1., 2., 2.), allowed_border=8)
+    assert generator.sampler.num_sample == 64 and generator.sampler.max_pos == 16
+    assert generator._stds == (1., 1., 2., 2.)              # pylint: disable=protected-access
+    quota = QuotaSampler(num_sample=32)
+    assert install_samplers(net, device_targets=True, rpn_sampler=quota).sampler is quota
+
+
+def test_rcnn_sampler_for_passes_the_negative_band():
+    net = tiny_net()
+    sampler = rcnn_sampler_for(net, neg_iou_thresh_high=0.5, neg_iou_thresh_low=0.1)
+    assert sampler._neg_iou_thresh_low == np.float32(0.1)  # pylint: disable=protected-access
+    assert net.sampler is not sampler and isinstance(net.sampler, GluonCVSampler)
+    install_samplers(net, device_targets=True, rcnn_sampler=sampler)
+    assert net.sampler is sampler
+    install_samplers(net, device_targets=True)              # an installed sampler is kept
+    assert net.sampler is sampler
+
+
+@pytest.mark.parametrize('call, name', [
+    (lambda net: install_samplers(gluon.nn.Dense(2)), 'net'),
+    (lambda net: rcnn_sampler_for('net'), 'net'),
+    (lambda net: install_samplers(net, rcnn_sampler=QuotaSampler()), 'rcnn_sampler'),
+    (lambda net: install_samplers(net, device_targets=True, short=600), 'short'),
+    (lambda net: install_samplers(net, device_targets=True, num_sample=0), 'num_sample'),
+])
+def test_rejects_bad_arguments(call, name):
+    net = tiny_net()
+    with pytest.raises(ValueError, match=name):
+        call(net)
+    assert isinstance(net.sampler, GluonCVSampler)          # nothing installed on failure
+
+
+def test_transform_path():
+    transforms = pytest.importorskip('gluonmine.transforms')
+    net = tiny_net()
+    transform = install_samplers(net, num_sample=64)
+    assert isinstance(transform, transforms.FasterRCNNTrainTransform)
+    assert isinstance(net.sampler, RCNNTargetSampler)
+    assert transform.target_generator.sampler.num_sample == 64
+    image = nd.array(np.random.RandomState(0).randint(0, 255, (90, 120, 3)), dtype='uint8')
+    label = np.array([[10, 12, 60, 70, 0], [50, 20, 110, 85, 1]], dtype='float32')
+    img, bbox, cls_targets, box_targets, box_masks = transform(image, label)
+    assert min(img.shape[1:]) == net.short                   # the net's size, as GluonCV's script
+    assert (cls_targets[0] >= 0).sum() == 64
+
+
+# ---------------------------------------------------------------- a real training step
+
+@pytest.fixture(scope='module')
+def steps():
+    """One hybridized training step of the tiny Faster R-CNN with GluonCV's samplers and
+    one with gluonmine's on both stages (RPN targets on the device), same seeds."""
+    results = {}
+    for name in ('gluoncv', 'gluonmine'):
+        mx.random.seed(0)
+        net = tiny_net()
+        if name == 'gluonmine':
+            generator = install_samplers(net, device_targets=True)
+            generator.hybridize()
+            rpn_targets = lambda anchors: generator(GT_BOXES, anchors, IM_HW)
+        else:
+            rpn_targets = gluoncv_rpn_targets
+        net.hybridize()
+        results[name] = training_step(net, rpn_targets) + [gradients(net)]
+    return results
+
+
+def test_training_step_with_gluonmine_samplers_is_finite(steps):
+    outputs, targets, losses, grads = steps['gluonmine']
+    assert all(np.isfinite(loss).all() for loss in losses)
+    assert all(loss.sum() > 0 for loss in losses)
+    assert np.isfinite(grads).all() and np.abs(grads).sum() > 0
+    samples = outputs[3]
+    assert (samples > 0).sum(axis=1).min() > 0                   # the gts are appended
+    assert ((samples > 0).sum(axis=1) <= 32).all()               # 128 * 0.25
+    assert ((targets[0] == 1).sum(axis=1) > 0).all()
+
+
+def test_same_shapes_as_with_gluoncv_samplers(steps):
+    for mine, theirs in zip(steps['gluonmine'][:3], steps['gluoncv'][:3]):
+        assert [x.shape for x in mine] == [x.shape for x in theirs]
+    assert steps['gluonmine'][3].shape == steps['gluoncv'][3].shape
+
+
+def test_replacing_the_sampler_of_a_hybridized_net_rebuilds_its_graph():
+    net = tiny_net()
+    net.hybridize()
+    training_step(net, gluoncv_rpn_targets)                      # cached with GluonCV's sampler
+    install_samplers(net, device_targets=True)
+    outputs = training_step(net, gluoncv_rpn_targets)[0]
+    # gluonmine's slot order (positives first, empty slots last) shows it ran
+    samples = outputs[3]
+    for row in samples:
+        assert_array_equal(row, sorted(row, key=lambda s: {1: 0, -1: 1, 0: 2}[s]))
