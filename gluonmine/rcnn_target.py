@@ -163,7 +163,7 @@ class RCNNTargetSampler(SelectionBlock, _gluoncv.RCNNTargetSampler):
         return rois, scores, gt_boxes
 
     def hybrid_forward(self, F, rois, scores, gt_boxes):
-        k, p = self._num_sample, self._max_pos
+        k = self._num_sample
         candidates = F.concat(rois, gt_boxes, dim=1)                        # (B, C, 4)
         ious = image_ious(F, candidates, gt_boxes)                          # (B, C, M)
         labels = self._label(F, ious, scores, gt_boxes)                     # (B, C)
