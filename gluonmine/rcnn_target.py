@@ -9,23 +9,37 @@ from gluoncv.model_zoo.rcnn.faster_rcnn import rcnn_target as _gluoncv
 from mxnet import ndarray
 
 from . import _checks, _ops, labeling
+from . import boxes as _boxes
 from ._block import SelectionBlock
 from .quota import check_quota_args
 
 
-def image_ious(F, boxes, gt_boxes):
+def image_ious(F, boxes, gt_boxes, num_image=None):
     """IoU of every box with every ground truth of the same image.
 
     boxes: (B, C, 4), gt_boxes: (B, M, 4) -> (B, C, M); a pair that does not
-    overlap, and a padding row, gives 0. One fused ``contrib.box_iou`` per
-    image inside a ``contrib.foreach`` (a single graph operator, registered for
-    CPU and GPU): ``box_iou`` on the whole batch would compute B times the
-    pairs, and broadcast arithmetic costs about five times more per pair.
+    overlap, and a padding row, gives 0. With ``num_image`` = B (or NDArray
+    inputs, whose B is known): one fused ``contrib.box_iou`` an image, stacked,
+    the only step of the graph repeated per image. Without it, in a symbolic
+    graph: broadcast arithmetic, correct but about five times slower a pair.
+
+    Neither batched alternative serves: ``box_iou`` of the whole batch
+    computes B times the pairs, and ``contrib.foreach`` (one graph operator)
+    intermittently returns zeros inside a net hybridized with
+    ``static_alloc=True``, recorded by autograd, whose input shapes change
+    between calls: how GluonCV trains Faster R-CNN (MXNet 1.9.1).
     """
-    def one_image(data, states):
-        return F.contrib.box_iou(data[0], data[1], format='corner'), states  # (C, M)
-    ious, _ = F.contrib.foreach(one_image, [boxes, gt_boxes], [])          # (B, C, M)
-    return ious
+    if num_image is None and isinstance(boxes, ndarray.NDArray):
+        num_image = boxes.shape[0]
+    if num_image is None:
+        return _boxes._batched_iou(F, boxes, gt_boxes)  # pylint: disable=protected-access
+    if num_image == 1:
+        pairs = [(F.squeeze(boxes, axis=0), F.squeeze(gt_boxes, axis=0))]  # (C, 4), (M, 4)
+    else:
+        pairs = zip(F.split(boxes, num_outputs=num_image, axis=0, squeeze_axis=True),
+                    F.split(gt_boxes, num_outputs=num_image, axis=0, squeeze_axis=True))
+    return F.stack(*[F.contrib.box_iou(b, g, format='corner') for b, g in pairs],
+                   axis=0)                                                  # (B, C, M)
 
 
 def _take_rows(F, x, flat, k):
@@ -70,8 +84,9 @@ class RCNNTargetSampler(SelectionBlock, _gluoncv.RCNNTargetSampler):
     positives when negatives run short, has no lower bound for negatives, and
     gives negatives the index of their best ground truth as ``matches``,
     which nothing reads (here 0: a negative matches no ground truth). Draws
-    come from ``mx.random`` (seed with ``mx.random.seed``); every image of the
-    batch is sampled in one graph, with no loop over ``num_image`` in it.
+    come from ``mx.random`` (seed with ``mx.random.seed``). Labelling and
+    sampling run on the whole batch at once; only the IoU is one fused
+    ``box_iou`` an image (:func:`image_ious` says why).
 
     The class derives from GluonCV's sampler, so Gluon accepts it in place of
     GluonCV's child block (``net.sampler = RCNNTargetSampler(...)``) and keeps
@@ -81,8 +96,8 @@ class RCNNTargetSampler(SelectionBlock, _gluoncv.RCNNTargetSampler):
     Parameters
     ----------
     num_image : int
-        Images a batch (GluonCV's ``per_device_batch_size``); kept for
-        GluonCV's constructor: any batch size works.
+        Images a batch (GluonCV's ``per_device_batch_size``): the batch size
+        of the graph; a call with another one rebuilds it.
     num_proposal : int
         Proposals an image; kept for GluonCV's constructor: any number works.
     num_sample : int
@@ -135,6 +150,7 @@ class RCNNTargetSampler(SelectionBlock, _gluoncv.RCNNTargetSampler):
                                             pos_ratio, max_num_gt)
         self._neg_iou_thresh_high = high
         self._neg_iou_thresh_low = low
+        self._batch = num_image         # B of the graph: the IoU step is one op an image
 
     @property
     def num_sample(self):
@@ -156,6 +172,9 @@ class RCNNTargetSampler(SelectionBlock, _gluoncv.RCNNTargetSampler):
         _checks.check_same('scores', scores, 0, 'rois', rois, 0)
         _checks.check_same('scores', scores, 1, 'rois', rois, 1)
         _checks.check_same('gt_boxes', gt_boxes, 0, 'rois', rois, 0)
+        if _checks.is_array(rois) and rois.shape[0] != self._batch:
+            self._batch = rois.shape[0]
+            self._clear_cached_op()
         if _checks.is_array(gt_boxes) and gt_boxes.shape[1] == 0:
             # no ground truth in the whole batch: one padding row gives the same samples
             gt_boxes = ndarray.full((gt_boxes.shape[0], 1, 4), -1, ctx=gt_boxes.context,
@@ -165,7 +184,7 @@ class RCNNTargetSampler(SelectionBlock, _gluoncv.RCNNTargetSampler):
     def hybrid_forward(self, F, rois, scores, gt_boxes):
         k = self._num_sample
         candidates = F.concat(rois, gt_boxes, dim=1)                        # (B, C, 4)
-        ious = image_ious(F, candidates, gt_boxes)                          # (B, C, M)
+        ious = image_ious(F, candidates, gt_boxes, self._batch)             # (B, C, M)
         labels = self._label(F, ious, scores, gt_boxes)                     # (B, C)
         index, take = self._select(F, labels)                               # (B, K) each
         # one flat index serves every gather: labels, candidates and ious share (B, C)

@@ -189,3 +189,38 @@ def test_replacing_the_sampler_of_a_hybridized_net_rebuilds_its_graph():
     samples = outputs[3]
     for row in samples:
         assert_array_equal(row, sorted(row, key=lambda s: {1: 0, -1: 1, 0: 2}[s]))
+
+
+def numpy_best_iou(boxes, gt_boxes):
+    """Largest IoU of each box (K, 4) with the real rows of gt_boxes (M, 4): (K,)."""
+    real = gt_boxes[gt_boxes[:, 0] >= 0]
+    ious = nd.contrib.box_iou(nd.array(boxes), nd.array(real)).asnumpy()
+    return ious.max(axis=1) if len(real) else np.zeros(len(boxes))
+
+
+def test_correct_in_a_static_alloc_net_whose_input_shapes_change():
+    # GluonCV trains with hybridize(static_alloc=True), under autograd, on images and
+    # ground-truth counts that change every batch. There, MXNet 1.9.1's contrib.foreach
+    # (the loop-free way to run box_iou per image) sometimes returns zeros: every
+    # sample then turns negative. Each appended real gt must stay a positive.
+    net = tiny_net()
+    install_samplers(net, device_targets=True)
+    net.hybridize(static_alloc=True)
+    rng = np.random.RandomState(0)
+    for _ in range(16):
+        height, width = rng.choice([128, 139, 157, 160], size=2)
+        num_gt = rng.randint(1, 4)
+        gt = np.full((2, num_gt, 4), -1, 'float32')
+        for b in range(2):
+            real = rng.randint(1, num_gt + 1)
+            corner = rng.uniform(0, 80, (real, 2))
+            gt[b, :real] = np.concatenate([corner, corner + rng.uniform(10, 40, (real, 2))], 1)
+        labels = np.where(gt[..., :1] >= 0, 0, -1).astype('float32')
+        with autograd.record():
+            outputs = net(nd.random.uniform(shape=(2, 3, height, width)), nd.array(gt),
+                          nd.array(labels))
+        rois, samples = outputs[2].asnumpy(), outputs[3].asnumpy()
+        for b in range(2):
+            assert (samples[b] > 0).sum() >= (gt[b, :, 0] >= 0).sum()
+            assert (numpy_best_iou(rois[b][samples[b] > 0], gt[b]) >= 0.5).all()
+            assert (numpy_best_iou(rois[b][samples[b] < 0], gt[b]) < 0.5).all()

@@ -1,4 +1,6 @@
 """RCNNTargetSampler: the Fast R-CNN rule, quotas, GluonCV 0.10's bugs fixed, modes, errors."""
+import collections
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -263,17 +265,27 @@ def test_eager_hybrid_exported_agree(modes):
     assert_same_outputs(modes(lambda: sampler(48, 0.25, num_image=3), inputs))
 
 
-def test_exported_graph_has_no_custom_operator_nor_loop_over_images(tmp_path):
+def test_exported_graph_repeats_only_the_iou_per_image(tmp_path):
+    # every step but one fused box_iou an image runs on the whole batch
     inputs = [nd.array(x) for x in random_batch(6)]
     ops = {}
-    for num_image in (1, 3):
+    for num_image in (2, 3):
         block = sampler(32, num_image=num_image)
         block.hybridize()
         block(*[x[:num_image] for x in inputs])
         _, graph = export_and_import(block, tmp_path / str(num_image), 3)
-        ops[num_image] = [node['op'] for node in graph['nodes']]
+        ops[num_image] = collections.Counter(node['op'] for node in graph['nodes'])
     assert 'Custom' not in ops[3]
-    assert ops[1] == ops[3]                           # the graph does not grow with B
+    assert ops[3] - ops[2] == {'_contrib_box_iou': 1} and not ops[2] - ops[3]
+
+
+def test_another_batch_size_rebuilds_the_graph():
+    rois, scores, gt = random_batch(12)
+    block = sampler(24, num_image=3)
+    block.hybridize()
+    for size in (3, 1, 2):
+        outputs = run(block, rois[:size], scores[:size], gt[:size])
+        check_rule(outputs, rois[:size], scores[:size], gt[:size], 24, 6)
 
 
 def test_forward_never_syncs_with_host():
@@ -304,9 +316,12 @@ def test_image_ious_equal_box_iou_per_image():
     want = np.stack([nd.contrib.box_iou(nd.array(r), nd.array(g)).asnumpy()
                      for r, g in zip(rois, gt)])
     assert_array_equal(image_ious(nd, nd.array(rois), nd.array(gt)).asnumpy(), want)
-    symbol = image_ious(mx.sym, mx.sym.var('boxes'), mx.sym.var('gt'))
-    executor = symbol.bind(mx.cpu(), {'boxes': nd.array(rois), 'gt': nd.array(gt)})
-    assert_array_equal(executor.forward()[0].asnumpy(), want)
+    for num_image in (3, None):         # None in a symbolic graph: broadcast arithmetic
+        symbol = image_ious(mx.sym, mx.sym.var('boxes'), mx.sym.var('gt'), num_image)
+        executor = symbol.bind(mx.cpu(), {'boxes': nd.array(rois), 'gt': nd.array(gt)})
+        np.testing.assert_allclose(executor.forward()[0].asnumpy(), want, atol=1e-6)
+    single = image_ious(nd, nd.array(rois[:1]), nd.array(gt[:1]), num_image=1)
+    assert_array_equal(single.asnumpy(), want[:1])
 
 
 # ---------------------------------------------------------------- errors and docs
