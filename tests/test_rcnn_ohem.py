@@ -1,0 +1,295 @@
+"""OHEMFasterRCNN: the paper's OHEM step on GluonCV's FasterRCNN, checked against its own head.
+
+The reference for the read-only pass and for the gradients is GluonCV's own
+training forward run over every labelled candidate (gluonmine's RCNN sampler
+with room for all of them), with gluonmine's RCNNHardExampleLoss (OHEM inside
+the loss) on its outputs: the same RoIs must be selected, and the gradients
+of training the head on those RoIs only must be those of the masked loss
+over all of them.
+"""
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, gluon, nd
+from numpy.testing import assert_allclose, assert_array_equal
+
+from conftest import no_host_sync
+from gluonmine.losses import RCNNHardExampleLoss
+from gluonmine.models import tiny_faster_rcnn
+from gluonmine.ohem import HardExampleMiner
+from gluonmine.rcnn_ohem import NEGATIVE_IOU_EDGES, OHEMFasterRCNN
+from gluonmine.rcnn_target import RCNNTargetSampler
+
+HEIGHT, WIDTH = 128, 160
+CLASSES = ['a', 'b']
+PROPOSALS = 300                    # the tiny net's RPN keeps 300 boxes an image in training
+# image 0: two objects; image 1: one object and a padding row
+GT_BOXES = nd.array([[[10, 10, 60, 80], [50, 40, 120, 110]],
+                     [[5, 5, 40, 40], [-1, -1, -1, -1]]])
+GT_LABELS = nd.array([[[0], [1]], [[1], [-1]]])
+CANDIDATES = PROPOSALS + 2         # proposals, then the two ground truth rows
+
+
+def freeze_head_batchnorm(net):
+    """Head BatchNorm with global statistics, as GluonCV's ResNet heads: each RoI's
+    output then depends on that RoI only, whichever RoIs share its batch."""
+    for block in net.top_features[0]:
+        if isinstance(block, gluon.nn.BatchNorm):
+            block._kwargs['use_global_stats'] = True   # pylint: disable=protected-access
+
+
+def tiny_net(images=2, **kwargs):
+    mx.random.seed(0)
+    net = tiny_faster_rcnn(CLASSES, per_device_batch_size=images, **kwargs)
+    net.initialize()
+    return net
+
+
+def images(count=2, seed=0):
+    return nd.array(np.random.RandomState(seed).uniform(0, 1, (count, 3, HEIGHT, WIDTH)))
+
+
+def rcnn_loss(outputs):
+    """GluonCV's train_faster_rcnn.py RCNN losses on (cls_pred, box_pred, ..., targets): (B,)."""
+    cls_pred, box_pred, cls_targets, box_targets, box_masks = [outputs[i] for i in
+                                                               (0, 1, 8, 9, 10)]
+    count = (cls_targets >= 0).sum()
+    cls = gluon.loss.SoftmaxCrossEntropyLoss()(cls_pred, cls_targets,
+                                               cls_targets.expand_dims(-1) >= 0)
+    box = gluon.loss.HuberLoss()(box_pred, box_targets, box_masks)
+    return cls * cls_targets.size / count + box * box_pred.size / count
+
+
+def gradients(net):
+    return {name: p.grad().asnumpy().copy() for name, p in net.collect_params().items()
+            if p.grad_req != 'null'}
+
+
+def iou(boxes, gt):
+    """(N, 4) x (M, 4) -> (N, M) corner IoU, 0 for padding rows."""
+    lt, rb = np.maximum(boxes[:, None, :2], gt[None, :, :2]), np.minimum(boxes[:, None, 2:],
+                                                                        gt[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
+    area = lambda b: np.prod(b[..., 2:] - b[..., :2], axis=-1)
+    union = area(boxes)[:, None] + area(gt)[None] - inter
+    return np.where((gt[None, :, 0] >= 0) & (inter > 0), inter / np.maximum(union, 1e-12), 0)
+
+
+@pytest.fixture(scope='module')
+def step():
+    """One OHEM step and the dense reference on the same net and batch (eager)."""
+    mx.random.seed(0)
+    # GluonCV's forward with room for every candidate: the sampler keeps them all
+    net = tiny_net(num_sample=CANDIDATES, pos_ratio=1.0)
+    freeze_head_batchnorm(net)
+    net.sampler = RCNNTargetSampler(2, PROPOSALS, CANDIDATES, 0.5, 1.0, 2)
+    x = images()
+    with autograd.train_mode():
+        net(x, GT_BOXES, GT_LABELS)                    # deferred initialization
+    ohem = OHEMFasterRCNN(net)
+    net.collect_params().zero_grad()
+    with autograd.record():
+        out = ohem(x, GT_BOXES, GT_LABELS)
+        loss = rcnn_loss(out)
+    loss.backward()
+    ours = gradients(net)
+    net.collect_params().zero_grad()
+    dense = RCNNHardExampleLoss(HardExampleMiner(64, 0.7, 'both', 1., 1.))
+    with autograd.record():
+        outputs = net(x, GT_BOXES, GT_LABELS)
+        reference = dense(*[outputs[i] for i in (0, 1, 8, 9, 10, 2, 11)])
+    reference[0].backward()
+    return dict(out=out, loss=loss, grads=ours, outputs=outputs, reference=reference,
+                reference_grads=gradients(net))
+
+
+# ---------------------------------------------------------------- against GluonCV's head
+
+def test_selects_what_the_loss_over_all_candidates_selects(step):
+    out, (_, _, _, indices, _) = step['out'], step['reference']
+    rois = step['outputs'][2].asnumpy()                                   # (B, R, 4) slots
+    index = indices.asnumpy().astype(int)                                 # (B, 64)
+    assert (index >= 0).all()                                             # 64 an image
+    want = np.stack([rois[b, index[b]] for b in range(2)])
+    assert_allclose(out.rois.asnumpy(), want, rtol=0, atol=1e-4)          # same RoIs, same order
+
+
+def test_loss_equals_the_masked_loss_over_all_candidates(step):
+    assert_allclose(step['loss'].asnumpy(), step['reference'][0].asnumpy(), rtol=1e-4)
+
+
+def test_gradients_reach_the_head_through_the_selected_rois_only(step):
+    # training GluonCV's head on the 128 selected RoIs gives the gradient of the loss over
+    # all 604 candidates masked to the selection: the other RoIs contribute nothing
+    ours, want = step['grads'], step['reference_grads']
+    assert set(ours) == set(want)
+    head = [name for name in ours if 'dense' in name or 'top' in name]
+    assert head and all(np.abs(ours[name]).sum() > 0 for name in head)
+    for name in ours:
+        scale = max(np.abs(want[name]).max(), 1e-6)
+        assert_allclose(ours[name] / scale, want[name] / scale, rtol=0, atol=1e-4, err_msg=name)
+
+
+# ---------------------------------------------------------------- outputs and statistics
+
+def test_outputs_follow_gluoncvs_conventions(step):
+    out = step['out']
+    assert out.cls_pred.shape == (2, 64, 3) and out.box_pred.shape == (2, 64, 2, 4)
+    assert out.box_targets.shape == out.box_masks.shape == (2, 64, 2, 4)
+    assert out.rpn_score.shape[::2] == (2, 1) and out.anchors.shape[0] == 1
+    assert_array_equal(out.indices.asnumpy(), np.tile(np.arange(64), (2, 1)))
+    samples, cls_targets = out.samples.asnumpy(), out.cls_targets.asnumpy()
+    matches, gt_labels = out.matches.asnumpy().astype(int), GT_LABELS.asnumpy()[..., 0]
+    for b in range(2):
+        best = iou(out.rois.asnumpy()[b], GT_BOXES.asnumpy()[b])
+        positive, negative = samples[b] > 0, samples[b] < 0
+        assert positive.sum() > 0 and positive.sum() + negative.sum() == 64
+        assert (best.max(axis=1)[positive] >= 0.5).all()
+        assert (best.max(axis=1)[negative] < 0.5).all()               # bg_lo 0: any IoU below
+        assert_array_equal(cls_targets[b][positive], gt_labels[b][matches[b][positive]] + 1)
+        assert (cls_targets[b][negative] == 0).all()
+        masks = out.box_masks.asnumpy()[b]
+        assert_array_equal(masks.sum(axis=(1, 2)), 4 * positive)
+        assert_array_equal(masks[positive].argmax(axis=1)[:, 0], cls_targets[b][positive] - 1)
+
+
+def test_statistics(step):
+    out, outputs = step['out'], step['outputs']
+    stats = out.stats
+    samples = out.samples.asnumpy()
+    assert_array_equal(stats.num_positives.asnumpy(), (samples > 0).sum(axis=1))
+    assert_array_equal(stats.num_negatives.asnumpy(), (samples < 0).sum(axis=1))
+    # histogram of the selected negatives' best IoU, in bins of 0.05
+    for b in range(2):
+        best = iou(out.rois.asnumpy()[b], GT_BOXES.asnumpy()[b]).max(axis=1)[samples[b] < 0]
+        want, _ = np.histogram(best, bins=NEGATIVE_IOU_EDGES)
+        assert_array_equal(stats.negative_ious.asnumpy()[b], want)
+    # mean read-only loss of the mined RoIs and of every labelled candidate, from GluonCV's head
+    cls_pred, cls_targets = outputs[0].asnumpy(), outputs[8].asnumpy()
+    log_p = cls_pred - np.log(np.exp(cls_pred).sum(axis=-1, keepdims=True))
+    cls = -np.take_along_axis(log_p, np.maximum(cls_targets, 0).astype(int)[..., None], -1)[..., 0]
+    diff = np.abs(outputs[1].asnumpy() - outputs[9].asnumpy())
+    box_rows = (np.where(diff > 1, diff - 0.5, 0.5 * diff ** 2) * outputs[10].asnumpy()).sum(
+        axis=(2, 3))
+    box = np.zeros_like(cls)
+    for b in range(2):
+        box[b, outputs[11].asnumpy()[b].astype(int)] = box_rows[b]
+    loss, labelled = cls + box, cls_targets >= 0
+    mask = step['reference'][4].asnumpy() > 0
+    assert_allclose(stats.all_loss.asnumpy(), (loss * labelled).sum(1) / labelled.sum(1),
+                    rtol=1e-4)
+    assert_allclose(stats.mined_loss.asnumpy(), (loss * mask).sum(1) / mask.sum(1), rtol=1e-4)
+    assert (stats.mined_loss.asnumpy() > stats.all_loss.asnumpy()).all()
+
+
+# ---------------------------------------------------------------- modes, batches, training
+
+def test_eager_equals_hybridized_outputs_and_gradients():
+    net = tiny_net()
+    x = images()
+    results = []
+    for hybridize in (False, True):
+        ohem = OHEMFasterRCNN(net)
+        if hybridize:
+            ohem.hybridize(static_alloc=True)
+        net.collect_params().zero_grad()
+        with autograd.record():
+            out = ohem(x, GT_BOXES, GT_LABELS)
+            loss = rcnn_loss(out)
+        loss.backward()
+        results.append(([o.asnumpy() for o in out[:12]] + [s.asnumpy() for s in out.stats],
+                        gradients(net)))
+    (eager, eager_grads), (hybrid, hybrid_grads) = results
+    for e, h in zip(eager, hybrid):
+        assert_allclose(e, h, rtol=1e-5, atol=1e-6)
+    for name in eager_grads:
+        assert_allclose(eager_grads[name], hybrid_grads[name], rtol=1e-4, atol=1e-6,
+                        err_msg=name)
+
+
+def test_no_host_round_trip():
+    net = tiny_net()
+    ohem = OHEMFasterRCNN(net)
+    x = images()
+    with autograd.train_mode():
+        ohem(x, GT_BOXES, GT_LABELS)                   # deferred initialization
+        for hybridize in (False, True):
+            if hybridize:
+                ohem.hybridize()
+            with no_host_sync():
+                out = ohem(x, GT_BOXES, GT_LABELS)
+                mx.nd.waitall()
+            assert out.cls_pred.shape == (2, 64, 3)
+
+
+def test_any_batch_size_and_an_image_without_objects():
+    # the net was built for one image a device; three come, the last without objects
+    net = tiny_net(images=1)
+    ohem = OHEMFasterRCNN(net, miner=HardExampleMiner(32))
+    ohem.hybridize()
+    gt_box = nd.concat(GT_BOXES, -nd.ones((1, 2, 4)), dim=0)
+    gt_label = nd.concat(GT_LABELS, -nd.ones((1, 2, 1)), dim=0)
+    with autograd.record():
+        out = ohem(images(3), gt_box, gt_label.reshape((3, 2)))       # (B, M) labels work too
+        loss = rcnn_loss(out)
+    loss.backward()
+    samples = out.samples.asnumpy()
+    assert out.cls_pred.shape == (3, 32, 3)
+    assert (samples[:2] > 0).any() and not (samples[2] > 0).any()
+    assert (samples[2] < 0).sum() == 32 and np.isfinite(loss.asnumpy()).all()
+
+
+def test_training_steps_run_with_finite_losses():
+    net = tiny_net()
+    ohem = OHEMFasterRCNN(net)
+    ohem.hybridize(static_alloc=True)
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.01})
+    x = images()
+    losses, weights = [], []
+    for _ in range(3):
+        with autograd.record():
+            out = ohem(x, GT_BOXES, GT_LABELS)
+            loss = rcnn_loss(out)
+        loss.backward()
+        trainer.step(2)
+        losses.append(loss.asnumpy())
+        weights.append(net.class_predictor.weight.data().asnumpy().copy())
+    assert np.isfinite(losses).all()
+    assert not np.array_equal(weights[0], weights[-1])
+
+
+# ---------------------------------------------------------------- arguments and inputs
+
+@pytest.mark.parametrize('make, name', [
+    (lambda net: OHEMFasterRCNN(gluon.nn.Dense(2)), 'net'),
+    (lambda net: OHEMFasterRCNN(net, miner='ohem'), 'miner'),
+    (lambda net: OHEMFasterRCNN(net, rho=0.), 'rho'),
+    (lambda net: OHEMFasterRCNN(net, lambd=-1.), 'lambd'),
+    (lambda net: OHEMFasterRCNN(net, neg_iou_thresh_low=0.7), 'neg_iou_thresh_low'),
+])
+def test_rejects_bad_arguments(make, name):
+    with pytest.raises(ValueError, match=name):
+        make(tiny_faster_rcnn(CLASSES))
+
+
+def test_rejects_bad_inputs_and_prediction_mode():
+    ohem = OHEMFasterRCNN(tiny_net())
+    x = images()
+    with pytest.raises(RuntimeError, match='autograd.record'):
+        ohem(x, GT_BOXES, GT_LABELS)
+    with autograd.train_mode():
+        with pytest.raises(ValueError, match='gt_box'):
+            ohem(x, GT_BOXES[:, :, :3], GT_LABELS)
+        with pytest.raises(ValueError, match='gt_label'):
+            ohem(x, GT_BOXES, GT_LABELS[:, :1])
+        with pytest.raises(ValueError, match='gt_box'):
+            ohem(x, GT_BOXES[:1], GT_LABELS[:1])
+
+
+def test_constructor_arguments_are_documented():
+    import inspect
+    import re
+    doc = inspect.getdoc(OHEMFasterRCNN)
+    for name in inspect.signature(OHEMFasterRCNN.__init__).parameters:
+        if name not in ('self', 'kwargs'):
+            assert re.search(r'^{} :'.format(name), doc, re.M), name
