@@ -103,17 +103,17 @@ class OHEMFasterRCNN(gluon.Block):
     ``autograd.record()`` (or ``autograd.train_mode()``).
 
     Reproduced from GluonCV, because ``FasterRCNN`` offers no call that runs
-    its head on given RoIs: the 10 lines that pool RoIs and run the head
-    (the FPN pooling is the net's own ``_pyramid_roi_feats``), and the
-    per-class expansion of box targets (GluonCV's ``RCNNTargetGenerator``
-    keeps a static number of positive rows, which a variable number of
-    candidates does not have).
+    its head on given RoIs: the 10 lines that pool RoIs and run the head,
+    with FPN's level rule (``_pyramid_roi_feats`` adds rows that MXNet
+    1.9's ``ROIAlign`` never wrote: garbage), and the per-class expansion of
+    box targets (GluonCV's ``RCNNTargetGenerator`` keeps a static number of
+    positive rows, which a variable number of candidates does not have).
 
     Parameters
     ----------
     net : gluoncv.model_zoo.FasterRCNN
-        The network to train, initialized; its child blocks are used as they
-        are (C4 or FPN).
+        The network to train; its child blocks are used as they are (C4 or
+        FPN).
     miner : HybridBlock, default None
         ``miner(cls_losses, loc_losses, boxes, samples, labels) -> (indices,
         mask)`` as :class:`~gluonmine.ohem.HardExampleMiner`; ``None``
@@ -179,6 +179,7 @@ class OHEMFasterRCNN(gluon.Block):
         gt_label = _check_inputs(x, gt_box, gt_label)
         out = self.proposals(x)
         feat, (rpn_score, rpn_box, raw_score, raw_box, anchors) = out[:-5], out[-5:]
+        feat = feat[:self.head.num_levels]                                  # P6 is never pooled
         with autograd.pause(train_mode=True):
             mined = self.mining(rpn_box, rpn_score, gt_box, gt_label, *feat)
             chosen, stats = _Chosen(*mined[:6]), OHEMStats(*mined[6:])     # (B, K, ...)
@@ -210,8 +211,10 @@ class _RoIHead(gluon.HybridBlock):
     """The net's RoI network on given RoIs: rois (B, L, 4), *feat -> (B, L, C + 1), (B, L, C, 4).
 
     GluonCV's pooling and head from ``FasterRCNN.hybrid_forward``, which runs
-    them only on its sampler's RoIs; the FPN pooling is the net's own. A
-    padding RoI (-1, -1, -1, -1) pools zeros: its batch index is set to -1,
+    them only on its sampler's RoIs. FPN RoIs go to the level of GluonCV's
+    ``_pyramid_roi_feats``; each level's rows of the other RoIs are zeroed
+    before the levels are added (GluonCV adds them as ``ROIAlign`` leaves
+    them: unwritten, whatever the memory held). A padding RoI (-1, -1, -1, -1) pools zeros: its batch index is set to -1,
     which ``ROIAlign`` and ``ROIPooling`` skip at no cost (much of the
     read-only pass when the RPN keeps fewer boxes than its post-NMS count),
     and its rows are then zeroed (MXNet 1.9's ``ROIAlign`` leaves them
@@ -221,8 +224,11 @@ class _RoIHead(gluon.HybridBlock):
     def __init__(self, net):
         super(_RoIHead, self).__init__()
         # pylint: disable=protected-access
-        self._pyramid = net._pyramid_roi_feats if net.num_stages > 1 else None
+        # FPN levels pooled for the head: P6 never (GluonCV's rule)
+        self._levels = None if net.num_stages == 1 else list(range(
+            net._min_stage, net._max_stage if net._max_stage > 5 else net._max_stage + 1))
         self._roi = dict(mode=net._roi_mode, size=net._roi_size, strides=net._strides)
+        self.num_levels = 1 if self._levels is None else len(self._levels)
         with self.name_scope():
             self.top_features = net.top_features
             self.box_features = net.box_features
@@ -248,11 +254,31 @@ class _RoIHead(gluon.HybridBlock):
     def _pool(self, F, feat, rois):
         """GluonCV's RoI pooling: rois (B * L, 5) -> (B * L, ch, h, w)."""
         mode, size, strides = self._roi['mode'], self._roi['size'], self._roi['strides']
-        if self._pyramid is not None:
-            return self._pyramid(F, feat, rois, size, strides, roi_mode=mode)
-        if mode == 'pool':
-            return F.ROIPooling(feat[0], rois, size, 1. / strides)
-        return F.contrib.ROIAlign(feat[0], rois, size, 1. / strides, sample_ratio=2)
+        if self._levels is None:
+            return _pool_level(F, mode, feat[0], rois, size, strides)
+        level = _fpn_levels(F, rois, self._levels[0], self._levels[-1])     # (B * L,)
+        pooled = []
+        for i, stage in enumerate(self._levels):
+            here = level == stage                                           # (B * L,)
+            mine = F.where(here, rois, -F.ones_like(rois))                  # (B * L, 5)
+            out = _pool_level(F, mode, feat[i], mine, size, strides[i])     # (B * L, ch, h, w)
+            pooled.append(F.where(here, out, F.zeros_like(out)))
+        return F.ElementWiseSum(*pooled)                                    # (B * L, ch, h, w)
+
+
+def _pool_level(F, mode, feat, rois, size, stride):
+    """One feature map's RoIPooling or RoIAlign, as GluonCV calls them."""
+    if mode == 'pool':
+        return F.ROIPooling(feat, rois, size, 1. / stride)
+    return F.contrib.ROIAlign(feat, rois, size, 1. / stride, sample_ratio=2)
+
+
+def _fpn_levels(F, rois, low, high):
+    """GluonCV's FPN level of each RoI (Lin et al. 2017, Eq. 1): (B * L, 5) -> (B * L,)."""
+    _, x1, y1, x2, y2 = F.split(rois, axis=-1, num_outputs=5)              # (B * L, 1) each
+    area = (x2 - x1 + 1) * (y2 - y1 + 1)                                    # (B * L, 1)
+    level = F.floor(4 + F.log2(F.sqrt(area) / 224. + 1e-6))                # (B * L, 1)
+    return F.reshape(F.clip(level, low, high), shape=(-1,))                 # (B * L,)
 
 
 class _ReadOnlyMining(gluon.HybridBlock):

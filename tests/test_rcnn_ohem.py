@@ -207,6 +207,89 @@ def test_eager_equals_hybridized_outputs_and_gradients():
                         err_msg=name)
 
 
+def random_batch(rng, gts, height):
+    """Images (2, 3, height, WIDTH), gt_box (2, gts, 4) and gt_label (2, gts, 1), -1 padded."""
+    gt_box, gt_label = -np.ones((2, gts, 4)), -np.ones((2, gts, 1))
+    for b in range(2):
+        n = rng.randint(1, gts + 1)
+        wh = rng.uniform(16, 60, (n, 2))
+        xy = rng.uniform(0, 1, (n, 2)) * ([WIDTH, height] - wh)
+        gt_box[b, :n] = np.concatenate([xy, xy + wh], axis=1)
+        gt_label[b, :n, 0] = rng.randint(0, len(CLASSES), n)
+    return [nd.array(x) for x in (rng.uniform(0, 1, (2, 3, height, WIDTH)), gt_box, gt_label)]
+
+
+def test_static_alloc_follows_changing_shapes():
+    # image sizes and ground-truth rows change between batches, as in GluonCV's training;
+    # a static_alloc graph must give what the eager step gives, every time
+    net = tiny_net()
+    eager, hybrid = OHEMFasterRCNN(net), OHEMFasterRCNN(net)
+    hybrid.hybridize(static_alloc=True)
+    rng = np.random.RandomState(1)
+    for gts, height in [(2, 128), (5, 96), (3, 96), (2, 128)]:
+        batch = random_batch(rng, gts, height)
+        outputs = []
+        for model in (eager, hybrid):
+            with autograd.record():
+                out = model(*batch)
+                loss = rcnn_loss(out)
+            loss.backward()
+            outputs.append([o.asnumpy() for o in out[:12]])
+        for e, h in zip(*outputs):
+            assert_allclose(e, h, rtol=1e-5, atol=1e-6)
+
+
+def outputs_after_junk(ohem, batch, rois, junk_value):
+    """The step's outputs after junk filled memory of the size the pooled RoIs need.
+
+    MXNet's ``ROIAlign`` does not write the rows of RoIs with batch index -1
+    (padding, and in FPN the RoIs of other levels): they must not matter.
+    Returns the outputs (B, K, ...) as NumPy arrays, anchors left out.
+    """
+    for channels in (16, 48):
+        junk = nd.ones((rois, channels, 7, 7)) * junk_value
+        junk.wait_to_read()
+        del junk
+    with autograd.record():
+        out = ohem(*batch)
+    return [o.asnumpy() for i, o in enumerate(out[:12]) if i != 7]
+
+
+def test_feature_pyramid_net():
+    # GluonCV's FPN Faster R-CNN (the net's own level assignment pools the RoIs)
+    from gluoncv.model_zoo.rcnn.faster_rcnn.faster_rcnn import custom_faster_rcnn_fpn
+    mx.random.seed(0)
+    net = custom_faster_rcnn_fpn(
+        CLASSES, pretrained_base=False, base_network_name='resnet18_v1b', num_fpn_filters=16,
+        num_box_head_conv=1, num_box_head_conv_filters=16, num_box_head_dense_filters=32,
+        rpn_channel=16, short=HEIGHT, max_size=WIDTH, per_device_batch_size=2,
+        rpn_train_pre_nms=1000, rpn_train_post_nms=200, min_stage=2, max_stage=6,
+        strides=(4, 8, 16, 32, 64), scales=(2, 4, 8, 16, 32), clip=4.14)
+    net.initialize()
+    assert net.num_stages == 5
+    results = []
+    for hybridize in (False, True):
+        ohem = OHEMFasterRCNN(net)
+        if hybridize:
+            ohem.hybridize(static_alloc=True)
+        with autograd.record():
+            out = ohem(images(), GT_BOXES, GT_LABELS)
+            loss = rcnn_loss(out)
+        loss.backward()
+        assert len(out.anchors) == 5                   # one array a level, as GluonCV's FPN
+        results.append([o.asnumpy() for i, o in enumerate(out[:12]) if i != 7])
+    assert results[0][0].shape == (2, 64, 3) and np.isfinite(loss.asnumpy()).all()
+    assert np.abs(net.class_predictor.weight.grad().asnumpy()).sum() > 0
+    for e, h in zip(*results):
+        assert_allclose(e, h, rtol=1e-5, atol=1e-6)
+    ohem = OHEMFasterRCNN(net)
+    batch = (images(), GT_BOXES, GT_LABELS)
+    rois = 2 * (200 + 2)
+    for a, b in zip(outputs_after_junk(ohem, batch, rois, 1e3),
+                    outputs_after_junk(ohem, batch, rois, -7.)):
+        assert_array_equal(a, b)
+
+
 def test_no_host_round_trip():
     net = tiny_net()
     ohem = OHEMFasterRCNN(net)
