@@ -1,0 +1,210 @@
+"""The synthetic VOC dataset: deterministic files that GluonCV's VOCDetection reads."""
+import hashlib
+import os
+from xml.etree import ElementTree
+
+import gluoncv
+import mxnet as mx
+import numpy as np
+import pytest
+from gluoncv.data.batchify import FasterRCNNTrainBatchify, Pad, Stack, Tuple
+from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultTrainTransform
+from mxnet import autograd
+from numpy.testing import assert_array_equal
+
+from gluonmine.data import (CLASSES, NonEmptyLabels, PadEmptyLabels, SyntheticVOCDetection,
+                            annotation_xml, make_synthetic_voc, padding_label)
+from gluonmine.models import tiny_faster_rcnn
+from gluonmine.transforms import FasterRCNNTrainTransform
+
+SMALL = dict(num_train=40, num_val=10)
+
+
+@pytest.fixture(scope='module')
+def root(tmp_path_factory):
+    """The default dataset (300 train, 100 val images), written once for this module."""
+    path = str(tmp_path_factory.mktemp('synthetic'))
+    make_synthetic_voc(path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def train(root):
+    return SyntheticVOCDetection(root, splits=((2007, 'train'),))
+
+
+@pytest.fixture(scope='module')
+def labels(train):
+    return [train[i][1] for i in range(len(train))]
+
+
+def digest(directory):
+    """{relative path: sha1} of every file under directory."""
+    out = {}
+    for base, _, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(base, name)
+            with open(path, 'rb') as f:
+                out[os.path.relpath(path, directory)] = hashlib.sha1(f.read()).hexdigest()
+    return out
+
+
+def test_same_seed_writes_identical_files_and_another_seed_does_not(tmp_path):
+    first = make_synthetic_voc(str(tmp_path / 'a'), seed=3, **SMALL)
+    second = make_synthetic_voc(str(tmp_path / 'b'), seed=3, **SMALL)
+    other = make_synthetic_voc(str(tmp_path / 'c'), seed=4, **SMALL)
+    assert first.endswith('VOC2007')
+    # 50 images + 50 annotations + 2 split lists + the manifest
+    assert len(digest(first)) == 103
+    assert digest(first) == digest(second)
+    changed = {k for k, v in digest(other).items() if digest(first).get(k) != v}
+    assert len(changed) > 90
+
+
+def test_layout_is_a_vocdevkit(tmp_path):
+    directory = make_synthetic_voc(str(tmp_path), **SMALL)
+    splits = os.path.join(directory, 'ImageSets', 'Main')
+    train_ids = open(os.path.join(splits, 'train.txt')).read().split()
+    val_ids = open(os.path.join(splits, 'val.txt')).read().split()
+    assert len(train_ids) == 40 and len(val_ids) == 10 and not set(train_ids) & set(val_ids)
+    for image_id in train_ids + val_ids:
+        assert os.path.exists(os.path.join(directory, 'JPEGImages', image_id + '.jpg'))
+        assert os.path.exists(os.path.join(directory, 'Annotations', image_id + '.xml'))
+
+
+def test_annotation_has_the_usual_voc_fields():
+    # a 30x20 px object at pixels [10, 40) x [5, 25) -> VOC's 1-based inclusive 11, 6, 40, 25
+    root = annotation_xml('000007.jpg', 180, 170, [('disc', (10, 5, 40, 25))])
+    assert root.find('filename').text == '000007.jpg'
+    assert [root.find('size/' + k).text for k in ('width', 'height', 'depth')] == \
+        ['180', '170', '3']
+    obj = root.find('object')
+    assert [obj.find(k).text for k in ('name', 'pose', 'truncated', 'difficult')] == \
+        ['disc', 'Unspecified', '0', '0']
+    assert [obj.find('bndbox/' + k).text for k in ('xmin', 'ymin', 'xmax', 'ymax')] == \
+        ['11', '6', '40', '25']
+
+
+def test_voc_detection_reads_it_like_a_real_vocdevkit(root, train, labels):
+    val = SyntheticVOCDetection(root, splits=((2007, 'val'),))
+    assert isinstance(train, gluoncv.data.VOCDetection)
+    assert (len(train), len(val)) == (300, 100)
+    assert train.classes == list(CLASSES) or tuple(train.classes) == CLASSES
+    image, label = train[0]
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    assert 160 <= image.shape[0] <= 200 and 160 <= image.shape[1] <= 200
+    rows = np.concatenate(labels)
+    assert rows.shape[1] == 6
+    assert set(rows[:, 4].astype(int)) == {0, 1, 2}            # every class present
+    assert (rows[:, 5] == 0).all()                              # difficult = 0
+    # GluonCV's reader maps pixel extents back to 0-based corners
+    assert (rows[:, 0] >= 0).all() and (rows[:, 2] > rows[:, 0]).all()
+
+
+def test_the_dataset_has_what_mining_needs(labels):
+    counts = np.array([len(label) for label in labels])
+    rows = np.concatenate(labels)
+    sides = np.minimum(rows[:, 2] - rows[:, 0], rows[:, 3] - rows[:, 1])
+    assert 15 <= (counts == 0).sum() <= 50                      # ~10% images without objects
+    assert counts.max() == 5
+    assert (sides < 20).sum() > 50 and sides.max() > 60         # small and large objects
+    overlapping = sum(_overlaps(label) for label in labels)
+    assert overlapping > 20                                     # pairs of touching objects
+
+
+def _overlaps(label):
+    boxes = label[:, :4]
+    count = 0
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            iw = min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0])
+            ih = min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1])
+            count += iw > 0 and ih > 0
+    return count
+
+
+def test_an_image_without_objects_gives_a_0_by_6_label(root, train, labels):
+    empty = [i for i, label in enumerate(labels) if len(label) == 0][0]
+    assert train[empty][1].shape == (0, 6)
+    # GluonCV's own reader gives (0,) for the same annotation: the reason for the subclass
+    class PlainReader(gluoncv.data.VOCDetection):
+        CLASSES = CLASSES
+    plain = PlainReader(root, splits=((2007, 'train'),))
+    assert plain[empty][1].shape == (0,)
+    xml = ElementTree.parse(os.path.join(root, 'VOC2007', 'Annotations',
+                                         '{:06d}.xml'.format(empty))).getroot()
+    assert xml.find('object') is None
+
+
+def test_existing_dataset_is_reused_and_a_different_one_refused(tmp_path):
+    directory = make_synthetic_voc(str(tmp_path), **SMALL)
+    marker = os.path.join(directory, 'JPEGImages', '000000.jpg')
+    mtime = os.path.getmtime(marker)
+    assert make_synthetic_voc(str(tmp_path), **SMALL) == directory
+    assert os.path.getmtime(marker) == mtime                    # not written again
+    with pytest.raises(ValueError, match='different dataset'):
+        make_synthetic_voc(str(tmp_path), seed=1, **SMALL)
+    assert not [n for n in os.listdir(str(tmp_path)) if n.startswith('.')]   # no scratch left
+
+
+@pytest.mark.parametrize('kwargs, name', [
+    (dict(num_train=0), 'num_train'), (dict(num_val=-1), 'num_val'), (dict(seed=-1), 'seed'),
+    (dict(size_range=(50, 60)), r'size_range\[0\]'),
+    (dict(size_range=(200, 160)), r'size_range\[1\]')])
+def test_bad_arguments_raise_value_error_naming_them(tmp_path, kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        make_synthetic_voc(str(tmp_path), **kwargs)
+
+
+def test_padding_label():
+    label = np.array([[1, 2, 3, 4, 0, 0]], dtype='float32')
+    assert padding_label(label) is label or (padding_label(label) == label).all()
+    assert_array_equal(padding_label(np.zeros((0, 6))), -np.ones((1, 6)))
+    assert_array_equal(padding_label(np.array([])), -np.ones((1, 6)))      # GluonCV's (0,)
+    assert padding_label(np.zeros((0, 5), 'float32')).shape == (1, 5)
+
+
+def test_non_empty_labels_lets_pad_batch_images_without_objects():
+    image = np.zeros((3, 4, 4), 'float32')
+    batchify = NonEmptyLabels(Tuple(Stack(), Pad(pad_val=-1)))
+    _, labels = batchify([(image, np.zeros((0, 6))), (image, np.zeros((0, 6)))])
+    assert labels.shape == (2, 1, 6) and (labels.asnumpy() == -1).all()
+    box = np.array([[1, 2, 3, 4, 2, 0], [5, 6, 7, 8, 1, 0]], 'float32')
+    _, labels = batchify([(image, np.zeros((0, 6))), (image, box)])
+    assert labels.shape == (2, 2, 6)
+    assert (labels.asnumpy()[0] == -1).all() and (labels.asnumpy()[1] == box).all()
+
+
+@pytest.fixture(scope='module')
+def net():
+    net = tiny_faster_rcnn(list(CLASSES), per_device_batch_size=2)
+    net.initialize()
+    return net
+
+
+def test_gluoncv_transform_needs_pad_empty_labels(net):
+    image = mx.nd.array(np.random.RandomState(0).randint(0, 255, (170, 190, 3)), dtype='uint8')
+    transform = FasterRCNNDefaultTrainTransform(net.short, net.max_size, net)
+    with pytest.raises(mx.base.MXNetError):
+        transform(image, np.zeros((0, 6)))
+    img, bbox, cls_target, _, _ = PadEmptyLabels(transform)(image, np.zeros((0, 6)))
+    assert bbox.shape == (1, 6) and (bbox == -1).all()
+    assert (cls_target[0] == 1).sum() == 0 and (cls_target[0] == 0).sum() == 256
+
+
+def test_a_batch_of_images_without_objects_trains(net, train, labels):
+    # two object-less images through gluonmine's transform, GluonCV's batchify and the
+    # network's training forward: only negatives, finite outputs, no shape error
+    empty = [i for i, label in enumerate(labels) if len(label) == 0][:2]
+    transform = FasterRCNNTrainTransform(net.short, net.max_size, net, flip_p=0.)
+    batch = NonEmptyLabels(FasterRCNNTrainBatchify(net))(
+        [transform(*train[i]) for i in empty])
+    data, label, rpn_cls = batch[0], batch[1], batch[2][0]
+    assert label.shape == (2, 1, 6) and (label.asnumpy() == -1).all()
+    assert (rpn_cls.asnumpy() == 1).sum() == 0
+    with autograd.train_mode():
+        outputs = net(data.as_in_context(mx.cpu()), label[:, :, :4].as_in_context(mx.cpu()),
+                      label[:, :, 4:5].as_in_context(mx.cpu()))
+    samples, cls_targets = outputs[3].asnumpy(), outputs[8].asnumpy()
+    assert (samples <= 0).all() and (cls_targets <= 0).all()    # nothing positive
+    assert np.isfinite(outputs[0].asnumpy()).all()
