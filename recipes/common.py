@@ -1,0 +1,714 @@
+"""What the training recipes share: flags, data, devices, distribution, evaluation, reports.
+
+A recipe (``train_faster_rcnn.py``, ``train_ssd.py``) keeps only what is its
+own (the network, the samplers, the training step) and takes the rest from
+here:
+
+- flags: :func:`add_common_args` (dataset, devices, optimisation, output);
+- data: :func:`build_datasets` (the synthetic VOC dataset, made when missing,
+  a real VOCdevkit or COCO), :func:`train_loader` (each worker of a
+  distributed run reads its own shard), :func:`val_loader`;
+- devices and distribution: :func:`contexts`, :class:`Distributed` (MXNet's
+  parameter server through ``gluon.Trainer``), :func:`build_trainer`;
+- evaluation: :func:`evaluate` (GluonCV's ``VOC07MApMetric``, per class);
+- reports: :class:`LossLog`, :class:`SelectionStats`, :class:`MiningStats`,
+  :func:`setup_logger`, :func:`progress`, :func:`write_metrics`,
+  :func:`plot_metrics`, :func:`output_paths`.
+
+Samples follow gluonmine's convention: +1 positive, -1 negative, 0 ignore.
+Nothing here touches the environment or global state at import.
+"""
+import json
+import logging
+import os
+import random
+import sys
+
+import mxnet as mx
+import numpy as np
+from gluoncv.data.batchify import Append, Tuple
+from gluoncv.nn.bbox import BBoxClipToImage
+from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
+from mxnet import gluon
+
+from gluonmine.data import NonEmptyLabels, SyntheticVOCDetection, make_synthetic_voc
+
+SYNTHETIC_ROOT = os.path.join('data', 'synthetic_voc')
+DATASETS = ('synthetic', 'voc', 'coco')
+LOGGER_NAME = 'gluonmine.recipes'
+
+
+# ----------------------------------------------------------------------------- flags
+
+def add_common_args(parser, save_prefix, epochs, lr, batch_size):
+    """Add the flags every recipe shares; the recipe chooses the defaults that differ."""
+    add = parser.add_argument
+    add('--dataset', choices=DATASETS, default='synthetic',
+        help='synthetic: made under --dataset-root when missing; voc: a VOCdevkit '
+             '(VOC2007 and VOC2012 folders); coco: a COCO root (needs pycocotools) '
+             '(default: %(default)s)')
+    add('--dataset-root', default=SYNTHETIC_ROOT,
+        help='where the dataset is (default: %(default)s)')
+    add('--num-train-images', type=int, default=None,
+        help='train on the first N training images only (default: all)')
+    add('--num-val-images', type=int, default=None,
+        help='evaluate on the first N validation images only (default: all)')
+    add('--gpus', type=int, nargs='*', default=[],
+        help='GPU ids, e.g. --gpus 0 1 (default: none, train on the CPU)')
+    add('--batch-size', type=int, default=batch_size,
+        help='images per iteration of this worker, split over its devices '
+             '(default: %(default)s)')
+    add('--epochs', type=int, default=epochs, help='training epochs (default: %(default)s)')
+    add('--max-iters', type=int, default=None,
+        help='stop after this many iterations in all (default: no limit)')
+    add('--lr', type=float, default=lr,
+        help='peak learning rate of SGD with momentum; linear warm-up, then cosine decay '
+             'to 1%% of it (default: %(default)s)')
+    add('--warmup-iters', type=int, default=200,
+        help='iterations of linear learning-rate warm-up (default: %(default)s)')
+    add('--momentum', type=float, default=0.9, help='SGD momentum (default: %(default)s)')
+    add('--wd', type=float, default=1e-4, help='weight decay (default: %(default)s)')
+    add('--seed', type=int, default=0,
+        help='seed of mx.random, numpy.random and random (default: %(default)s)')
+    add('--num-workers', type=int, default=0,
+        help='DataLoader worker processes; 0 loads in the training process '
+             '(default: %(default)s)')
+    add('--kvstore', default='device',
+        help="MXNet kvstore: 'device' or 'local' on one machine, 'dist_sync' or "
+             "'dist_device_sync' for data-parallel training over MXNet's parameter "
+             'server (default: %(default)s)')
+    add('--save-prefix', default=save_prefix,
+        help='outputs go to PREFIX.params, .json, .png and .log; with several workers '
+             'PREFIX-workerR.* (default: %(default)s)')
+    add('--log-interval', type=int, default=50,
+        help='log running losses every N iterations (default: %(default)s)')
+    add('--val-interval', type=int, default=1,
+        help='evaluate every N epochs, and always after the last (default: %(default)s)')
+    return parser
+
+
+def check_common_args(parser, args):
+    """Reject values argparse cannot (non-positive counts)."""
+    for name in ('batch_size', 'epochs', 'log_interval', 'val_interval'):
+        if getattr(args, name) < 1:
+            parser.error('--{} must be >= 1, got {}'.format(name.replace('_', '-'),
+                                                              getattr(args, name)))
+    for name in ('num_train_images', 'num_val_images', 'max_iters'):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error('--{} must be >= 1'.format(name.replace('_', '-')))
+    if args.num_workers < 0 or args.warmup_iters < 0:
+        parser.error('--num-workers and --warmup-iters must be >= 0')
+    if args.batch_size % max(1, len(args.gpus)):
+        parser.error('--batch-size {} does not split over {} GPUs'.format(
+            args.batch_size, len(args.gpus)))
+
+
+def seed_everything(seed):
+    """Seed MXNet's, NumPy's and Python's generators."""
+    mx.random.seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def contexts(gpus):
+    """The training devices: one ``mx.gpu(i)`` per id, or the CPU."""
+    return [mx.gpu(i) for i in gpus] or [mx.cpu()]
+
+
+# ----------------------------------------------------------------------------- distribution
+
+class Distributed(object):
+    """This process's place in a data-parallel run, and MXNet's kvstore for it.
+
+    With a ``dist_*`` kvstore, the processes started with MXNet's ``DMLC_*``
+    variables (scheduler, servers, workers) form one job: ``gluon.Trainer``
+    pushes every worker's gradients to the servers, which sum them and apply
+    the optimizer (``update_on_kvstore``), and every worker pulls the same new
+    weights. :meth:`share_untrained` hands what gradients do not reach
+    (BatchNorm running statistics) from worker 0 to the others, so that all
+    workers end with identical parameters. Otherwise this is one worker.
+
+    Parameters
+    ----------
+    kvstore : str
+        The ``--kvstore`` flag.
+    """
+
+    def __init__(self, kvstore):
+        self.name = kvstore
+        self.kv = mx.kv.create(kvstore) if 'dist' in kvstore else None
+        self.rank = self.kv.rank if self.kv else 0
+        self.num_workers = self.kv.num_workers if self.kv else 1
+        self._next_key = None
+
+    @property
+    def is_distributed(self):
+        return self.kv is not None
+
+    def trainer_kvstore(self):
+        """What ``gluon.Trainer`` gets as ``kvstore``."""
+        return self.kv if self.kv else self.name
+
+    def share_untrained(self, params, first_key):
+        """Give every worker worker 0's values of ``params`` (a list of Parameters).
+
+        Each call initialises fresh kvstore keys from worker 0 (a key's first
+        value is stored as is, never passed to the servers' optimizer) and
+        pulls them everywhere. ``first_key`` must lie above the Trainer's own
+        keys (0 .. number of trained parameters - 1).
+        """
+        if not self.kv or not params:
+            return
+        start = first_key if self._next_key is None else self._next_key
+        keys = list(range(start, start + len(params)))
+        self._next_key = keys[-1] + 1
+        arrays = [p.data(p.list_ctx()[0]) for p in params]
+        self.kv.broadcast(keys, arrays, out=arrays)
+        for param, array in zip(params, arrays):
+            param.set_data(array)
+
+
+def build_trainer(params, args, num_iters, dist):
+    """SGD with momentum, linear warm-up then cosine decay over ``num_iters`` updates.
+
+    ``params`` maps names to the parameters to train (``grad_req`` not 'null').
+    """
+    warmup = min(args.warmup_iters, max(num_iters - 1, 0))
+    schedule = mx.lr_scheduler.CosineScheduler(
+        max(num_iters, 1), base_lr=args.lr, final_lr=args.lr * 0.01, warmup_steps=warmup,
+        warmup_begin_lr=args.lr * 0.1)
+    optimizer = {'learning_rate': args.lr, 'momentum': args.momentum, 'wd': args.wd,
+                 'lr_scheduler': schedule, 'clip_gradient': 5.}
+    return gluon.Trainer(params, 'sgd', optimizer, kvstore=dist.trainer_kvstore())
+
+
+# ----------------------------------------------------------------------------- data
+
+def build_datasets(args):
+    """(train, val, classes) for ``--dataset``; the synthetic one is made when missing."""
+    root = os.path.expanduser(args.dataset_root)
+    if args.dataset == 'synthetic':
+        make_synthetic_voc(root)
+        train = SyntheticVOCDetection(root, splits=((2007, 'train'),))
+        val = SyntheticVOCDetection(root, splits=((2007, 'val'),))
+    elif args.dataset == 'voc':
+        train, val = _voc(root)
+    else:
+        train, val = _coco(root)
+    classes = list(train.classes)
+    if args.num_train_images:
+        train = train.take(args.num_train_images)
+    if args.num_val_images:
+        val = val.take(args.num_val_images)
+    return train, val, classes
+
+
+def _voc(root):
+    from gluoncv.data import VOCDetection
+    needed = [os.path.join(root, 'VOC{}'.format(year), 'ImageSets', 'Main', name + '.txt')
+              for year, name in ((2007, 'trainval'), (2012, 'trainval'), (2007, 'test'))]
+    missing = [path for path in needed if not os.path.exists(path)]
+    if missing:
+        raise SystemExit('--dataset voc reads a VOCdevkit at --dataset-root; missing: {}'
+                         .format(', '.join(missing)))
+    return (VOCDetection(root, splits=((2007, 'trainval'), (2012, 'trainval'))),
+            VOCDetection(root, splits=((2007, 'test'),)))
+
+
+def _coco(root):
+    try:
+        import pycocotools  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
+    except ImportError:
+        raise SystemExit('--dataset coco needs pycocotools: pip install pycocotools')
+    from gluoncv.data import COCODetection
+    return (COCODetection(root, splits='instances_train2017', use_crowd=False),
+            COCODetection(root, splits='instances_val2017', skip_empty=False))
+
+
+class ShardBatchSampler(gluon.data.Sampler):
+    """Batches of this worker's shard, reshuffled each epoch with ``numpy.random``.
+
+    Worker ``part`` of ``num_parts`` reads images ``part, part + num_parts, ...``,
+    every worker the same number (the remainder is dropped) so that all of them
+    run the same number of iterations, as synchronous training needs. The last
+    incomplete batch is dropped: the network's batch size is fixed. Batches
+    hold draw numbers ``epoch * length + image`` for :class:`SeededDraws`.
+
+    Parameters
+    ----------
+    length : int
+        Images in the dataset.
+    batch_size : int
+        Images per batch.
+    num_parts : int, default 1
+        Workers.
+    part : int, default 0
+        This worker's rank.
+    """
+
+    def __init__(self, length, batch_size, num_parts=1, part=0):
+        per_part = length // num_parts
+        self._length = length
+        self._indices = np.arange(part, per_part * num_parts, num_parts)
+        self._batch_size = batch_size
+        self._epoch = 0
+        if len(self) == 0:
+            raise SystemExit('{} training images per worker are fewer than --batch-size {}'
+                             .format(per_part, batch_size))
+
+    def __iter__(self):
+        order = np.random.permutation(self._indices) + self._epoch * self._length
+        self._epoch += 1
+        for i in range(len(self)):
+            yield order[i * self._batch_size:(i + 1) * self._batch_size].tolist()
+
+    def __len__(self):
+        return len(self._indices) // self._batch_size
+
+
+class SeededDraws(gluon.data.Dataset):
+    """A dataset whose random augmentation depends on the draw, not on the process.
+
+    Item ``k`` is image ``k % len(dataset)``, read (and transformed) with
+    ``numpy.random`` and ``random`` seeded from ``(seed, k)``; the caller's
+    generator states are restored afterwards. So flips and crops are the same
+    in every run with the same seed, whichever DataLoader worker makes them,
+    and differ between epochs (``k`` grows by ``len(dataset)`` each epoch).
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The (transformed) dataset.
+    seed : int
+        The run's seed.
+    """
+
+    def __init__(self, dataset, seed):
+        self._dataset = dataset
+        self._seed = int(seed)
+
+    def __len__(self):
+        return len(self._dataset)
+
+    def __getitem__(self, draw):
+        state, py_state = np.random.get_state(), random.getstate()
+        seed = int(np.random.SeedSequence([self._seed, int(draw)]).generate_state(1)[0])
+        np.random.seed(seed)
+        random.seed(seed)
+        try:
+            return self._dataset[int(draw) % len(self._dataset)]
+        finally:
+            np.random.set_state(state)
+            random.setstate(py_state)
+
+
+def train_loader(dataset, batch_size, batchify, num_workers, dist, seed):
+    """This worker's training DataLoader over a transformed dataset, augmentation seeded
+    per draw (:class:`SeededDraws`)."""
+    sampler = ShardBatchSampler(len(dataset), batch_size, dist.num_workers, dist.rank)
+    return gluon.data.DataLoader(SeededDraws(dataset, seed), batch_sampler=sampler,
+                                 batchify_fn=batchify, num_workers=num_workers)
+
+
+def val_loader(dataset, transform, num_devices, num_workers):
+    """Validation batches ``(images, labels, scales)``: one image per device, as lists."""
+    batchify = NonEmptyLabels(Tuple(Append(), Append(), Append()))
+    return gluon.data.DataLoader(dataset.transform(transform), num_devices, False,
+                                 batchify_fn=batchify, last_batch='keep',
+                                 num_workers=num_workers)
+
+
+def as_shards(x):
+    """A batchify output as a list of per-device arrays (GluonCV returns a bare array for one)."""
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def evaluate(net, loader, ctx, classes):
+    """VOC07 11-point AP at IoU 0.5 for each class, and their mean (key 'mAP').
+
+    A class without any ground truth in the evaluated images has no AP (None).
+
+    ``loader`` yields ``(images, labels, scales)`` lists as :func:`val_loader`
+    makes them: ``net(image)`` gives ``(ids, scores, boxes)`` at the image's
+    scale, ``scale`` maps them back to the original pixels.
+    """
+    metric = VOC07MApMetric(iou_thresh=0.5, class_names=classes)
+    clipper = BBoxClipToImage()
+    for batch in loader:
+        for x, y, scale in zip(*[[a.as_in_context(c) for a, c in zip(part, ctx)]
+                                 for part in batch]):
+            ids, scores, boxes = net(x)
+            scale = float(scale.asscalar())
+            metric.update(clipper(boxes, x) * scale, ids, scores, y[:, :, :4] * scale,
+                          y[:, :, 4:5], y[:, :, 5:6] if y.shape[-1] > 5 else None)
+    names, values = metric.get()
+    return {name: float(value) if value == value else None for name, value in zip(names, values)}
+
+
+# ----------------------------------------------------------------------------- statistics
+
+class LossLog(object):
+    """Per-iteration loss values and their running and per-epoch means.
+
+    Parameters
+    ----------
+    names : list of str
+        Loss names, in display order.
+    """
+
+    def __init__(self, names):
+        self.names = list(names)
+        self.curve = {name: [] for name in self.names}
+        self._epoch_start = 0
+
+    def add(self, values):
+        """Record one iteration: ``values`` maps each name to a float."""
+        for name in self.names:
+            self.curve[name].append(float(values[name]))
+
+    def running(self, window=20):
+        return {name: float(np.mean(v[-window:])) for name, v in self.curve.items() if v}
+
+    def end_epoch(self):
+        """Means over the iterations since the last call."""
+        start, self._epoch_start = self._epoch_start, len(self.curve[self.names[0]])
+        return {name: float(np.mean(v[start:])) for name, v in self.curve.items()
+                if len(v) > start}
+
+
+class SelectionStats(object):
+    """What a sampler selected, accumulated over images.
+
+    Per image: positives (+1), negatives (-1), the fill rate (labelled slots
+    over ``num_sample``), and when candidate boxes are given, the duplicate
+    rate (labelled candidates identical to an earlier labelled one of the same
+    image) and the histogram of each selected negative's best IoU with the
+    image's ground truths.
+
+    Parameters
+    ----------
+    num_sample : int, default None
+        Slots a sampler fills per image (the fill rate's denominator); None:
+        the width N of ``samples``.
+    """
+
+    IOU_EDGES = tuple(np.round(np.arange(0., 0.55, 0.05), 2).tolist()) + (1.0,)
+
+    def __init__(self, num_sample=None):
+        self.num_sample = num_sample
+        self.slots = 0
+        self.images = 0
+        self.positives = 0
+        self.negatives = 0
+        self.labelled = 0
+        self.duplicates = 0
+        self.iou_counts = np.zeros(len(self.IOU_EDGES) - 1, dtype=np.int64)
+        self.iou_sum = 0.
+
+    def update(self, samples, boxes=None, gt_boxes=None):
+        """samples (B, N) in {+1, -1, 0}; boxes (B, N, 4) and gt_boxes (B, M, 4), -1 padding."""
+        samples = np.asarray(samples)
+        self.images += samples.shape[0]
+        self.slots += samples.shape[0] * (self.num_sample or samples.shape[1])
+        self.positives += int((samples > 0.5).sum())
+        self.negatives += int((samples < -0.5).sum())
+        self.labelled += int((np.abs(samples) > 0.5).sum())
+        if boxes is None:
+            return
+        for sample, box, gt in zip(samples, np.asarray(boxes), np.asarray(gt_boxes)):
+            chosen = box[np.abs(sample) > 0.5]
+            self.duplicates += len(chosen) - len(np.unique(chosen, axis=0))
+            best = max_iou(box[sample < -0.5], gt)
+            self.iou_counts += np.histogram(best, bins=self.IOU_EDGES)[0]
+            self.iou_sum += float(best.sum())
+
+    def merge(self, other):
+        """Add another accumulator's counts (same ``num_sample``) to this one."""
+        for name in ('slots', 'images', 'positives', 'negatives', 'labelled', 'duplicates', 'iou_sum'):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.iou_counts = self.iou_counts + other.iou_counts
+
+    def summary(self):
+        images = max(self.images, 1)
+        out = {'images': self.images, 'positives_per_image': self.positives / images,
+               'negatives_per_image': self.negatives / images,
+               'fill_rate': self.labelled / float(max(self.slots, 1))}
+        if self.iou_counts.sum() or self.duplicates:
+            out['duplicate_rate'] = self.duplicates / float(max(self.labelled, 1))
+            out['negative_iou_mean'] = self.iou_sum / float(max(self.iou_counts.sum(), 1))
+            out['negative_iou_histogram'] = {'edges': list(self.IOU_EDGES),
+                                             'counts': self.iou_counts.tolist()}
+        return out
+
+
+def max_iou(boxes, gt_boxes):
+    """Best IoU of each box (K, 4) with the valid rows of gt_boxes (M, 4): (K,); 0 if none."""
+    gt = gt_boxes[(gt_boxes[:, 2] > gt_boxes[:, 0]) & (gt_boxes[:, 3] > gt_boxes[:, 1])]
+    if not len(boxes) or not len(gt):
+        return np.zeros(len(boxes))
+    lt = np.maximum(boxes[:, None, :2], gt[None, :, :2])                # (K, M, 2)
+    rb = np.minimum(boxes[:, None, 2:], gt[None, :, 2:])                # (K, M, 2)
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)                 # (K, M)
+    area = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=-1)
+    gt_area = np.prod(gt[:, 2:] - gt[:, :2], axis=-1)
+    union = area[:, None] + gt_area[None, :] - inter                    # (K, M)
+    return (inter / np.maximum(union, 1e-12)).max(axis=1)
+
+
+class MiningStats(object):
+    """Mean loss of the mined candidates against the mean over all candidates."""
+
+    def __init__(self):
+        self.mined, self.all, self.count = 0., 0., 0
+
+    def update(self, mined_loss_mean, all_loss_mean):
+        self.mined += float(mined_loss_mean)
+        self.all += float(all_loss_mean)
+        self.count += 1
+
+    def merge(self, other):
+        self.mined, self.all = self.mined + other.mined, self.all + other.all
+        self.count += other.count
+
+    def summary(self):
+        if not self.count:
+            return None
+        return {'mined_loss_mean': self.mined / self.count,
+                'all_loss_mean': self.all / self.count}
+
+
+# ----------------------------------------------------------------------------- reports
+
+class RunReport(object):
+    """A run's metrics: per-iteration losses, epoch records, sampler statistics, final mAP.
+
+    ``metrics`` (the JSON written by :meth:`finish`) holds ``recipe``,
+    ``args``, ``classes``, ``rank``, ``num_workers``, ``loss_curve`` (loss
+    name -> one value per iteration), ``epochs`` (one record per epoch:
+    ``epoch``, ``iterations``, ``seconds``, ``seconds_per_iteration``,
+    ``losses``, ``map`` or None, ``sampler``) and ``final`` (``map``: AP per
+    class and 'mAP' of the last evaluation, ``mean_ap``, ``iterations``,
+    ``seconds_per_iteration``, ``wall_seconds``, ``sampler`` over the whole run,
+    ``params``).
+
+    Parameters
+    ----------
+    recipe : str
+        The recipe's name.
+    args : argparse.Namespace
+        Its flags.
+    classes : list of str
+        Class names.
+    dist : Distributed
+        This worker's place.
+    loss_names : list of str
+        Names of the losses logged every iteration.
+    """
+
+    def __init__(self, recipe, args, classes, dist, loss_names):
+        self.losses = LossLog(loss_names)
+        self.metrics = {'recipe': recipe, 'args': vars(args), 'classes': list(classes),
+                        'rank': dist.rank, 'num_workers': dist.num_workers,
+                        'loss_curve': self.losses.curve, 'epochs': []}
+        self._stats = None
+
+    @property
+    def iterations(self):
+        return sum(e['iterations'] for e in self.metrics['epochs'])
+
+    def add_epoch(self, record, stats, logger):
+        """Keep an epoch record and its sampler statistics (name -> accumulator)."""
+        record['sampler'] = {name: s.summary() for name, s in stats.items()}
+        self.metrics['epochs'].append(record)
+        if self._stats is None:
+            self._stats = stats
+        else:
+            for name, s in stats.items():
+                self._stats[name].merge(s)
+        logger.info('[epoch %d] %d iterations, %.3f s/it, losses %s', record['epoch'],
+                    record['iterations'], record['seconds_per_iteration'],
+                    _fmt(record['losses']))
+        logger.info('[epoch %d] sampler %s', record['epoch'], _fmt_sampler(record['sampler']))
+        if record.get('map'):
+            logger.info('[epoch %d] VOC07 AP %s', record['epoch'], _fmt(record['map']))
+
+    def finish(self, paths, wall_seconds, logger):
+        """Write the metrics JSON and the PNG; log where everything went."""
+        epochs = self.metrics['epochs']
+        evaluated = [e['map'] for e in epochs if e.get('map')]
+        seconds = sum(e['seconds'] for e in epochs)
+        final_map = evaluated[-1] if evaluated else None
+        self.metrics['final'] = {
+            'map': final_map, 'mean_ap': final_map.get('mAP') if final_map else None,
+            'iterations': self.iterations,
+            'seconds_per_iteration': seconds / max(self.iterations, 1),
+            'wall_seconds': wall_seconds, 'params': paths['params'],
+            'sampler': {name: s.summary() for name, s in (self._stats or {}).items()}}
+        write_metrics(paths['json'], self.metrics)
+        plot_metrics(paths['png'], self.metrics)
+        logger.info('done in %.0f s: mAP %s; wrote %s', wall_seconds,
+                    'n/a' if final_map is None else '{:.4f}'.format(_number(final_map['mAP'])),
+                    ', '.join(paths[k] for k in ('params', 'json', 'png', 'log')))
+
+
+def _fmt(values):
+    return ' '.join('{}={:.4f}'.format(k, _number(v)) for k, v in values.items())
+
+
+def _fmt_sampler(sampler):
+    parts = []
+    for stage, stats in sampler.items():
+        if stats:
+            parts.append('{}: {:.1f} pos {:.1f} neg/image, fill {:.3f}'.format(
+                stage, stats['positives_per_image'], stats['negatives_per_image'],
+                stats['fill_rate']) if 'fill_rate' in stats else '{}: {}'.format(
+                    stage, _fmt(stats)))
+    return '; '.join(parts)
+
+
+def output_paths(prefix, dist):
+    """{'params', 'json', 'png', 'log'}: PREFIX.ext, or PREFIX-workerR.ext with several workers."""
+    if dist.num_workers > 1:
+        prefix = '{}-worker{}'.format(prefix, dist.rank)
+    directory = os.path.dirname(prefix)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    return {ext: prefix + '.' + ext for ext in ('params', 'json', 'png', 'log')}
+
+
+class _TqdmHandler(logging.StreamHandler):
+    """Console logging that does not break a progress bar."""
+
+    def emit(self, record):
+        from tqdm import tqdm
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def setup_logger(path):
+    """The recipes' logger, writing to ``path`` and to the console."""
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    formatter = logging.Formatter('%(asctime)s %(message)s', '%H:%M:%S')
+    for handler in (logging.FileHandler(path, mode='w'), _TqdmHandler()):
+        handler.setFormatter(formatter)
+        logger.addHandler(handler)
+    return logger
+
+
+def progress(total, description):
+    """A tqdm progress bar on stderr (hidden when stderr is not a terminal)."""
+    from tqdm import tqdm
+    return tqdm(total=total, desc=description, unit='it', dynamic_ncols=True, leave=False,
+                disable=None)
+
+
+def write_metrics(path, metrics):
+    with open(path, 'w') as f:
+        json.dump(metrics, f, indent=1)
+
+
+def plot_metrics(path, metrics):
+    """Loss curves, mAP per epoch and per class, and sampler statistics in one PNG."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(2, 3, figsize=(16, 9))
+    _plot_losses(axes[0, 0], metrics['loss_curve'])
+    _plot_map(axes[0, 1], metrics['epochs'])
+    _plot_class_ap(axes[0, 2], metrics['final']['map'])
+    _plot_counts(axes[1, 0], metrics['epochs'])
+    _plot_histogram(axes[1, 1], metrics['final']['sampler'])
+    _plot_mining(axes[1, 2], metrics['epochs'])
+    figure.suptitle('{} ({})'.format(metrics['recipe'], _title(metrics['args'])))
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+def _title(args):
+    keys = ('network', 'rpn_sampler', 'rcnn_sampler', 'miner', 'dataset', 'epochs', 'seed')
+    return ', '.join('{}={}'.format(k, args[k]) for k in keys if k in args)
+
+
+def _number(value):
+    return float('nan') if value is None else value
+
+
+def _smooth(values, window=20):
+    values = np.asarray(values, dtype=float)
+    if len(values) < window:
+        return values
+    return np.convolve(values, np.ones(window) / window, mode='valid')
+
+
+def _plot_losses(ax, curve):
+    for name, values in curve.items():
+        ax.plot(_smooth(values), label=name)
+    ax.set(title='training losses (20-iteration mean)', xlabel='iteration', yscale='log')
+    ax.legend(fontsize=8)
+
+
+def _plot_map(ax, epochs):
+    done = [e for e in epochs if e.get('map')]
+    for name in (done[0]['map'] if done else []):
+        ax.plot([e['epoch'] for e in done], [_number(e['map'][name]) for e in done], marker='.',
+                label=name, linewidth=2.5 if name == 'mAP' else 1)
+    ax.set(title='VOC07 AP@0.5 on the validation set', xlabel='epoch', ylim=(0, 1))
+    if done:
+        ax.legend(fontsize=8)
+
+
+def _plot_class_ap(ax, final_map):
+    names = list(final_map or {})
+    ax.bar(names, [_number(final_map[n]) for n in names], color='tab:blue')
+    ax.set(title='final AP per class', ylim=(0, 1))
+
+
+def _plot_counts(ax, epochs):
+    xs = [e['epoch'] for e in epochs]
+    for stage in (epochs[0]['sampler'] if epochs else {}):
+        if not isinstance(epochs[0]['sampler'][stage], dict) or \
+                'positives_per_image' not in epochs[0]['sampler'][stage]:
+            continue
+        for kind, style in (('positives_per_image', '-'), ('negatives_per_image', '--')):
+            ax.plot(xs, [e['sampler'][stage][kind] for e in epochs], style, marker='.',
+                    label='{} {}'.format(stage, kind.split('_')[0]))
+        ax.plot(xs, [100 * e['sampler'][stage]['fill_rate'] for e in epochs], ':', marker='.',
+                label='{} fill rate (%)'.format(stage))
+    ax.set(title='samples per image', xlabel='epoch', yscale='log')
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+
+
+def _plot_histogram(ax, sampler):
+    for stage, stats in sampler.items():
+        if isinstance(stats, dict) and 'negative_iou_histogram' in stats:
+            hist = stats['negative_iou_histogram']
+            edges = np.asarray(hist['edges'])
+            ax.bar(edges[:-1], hist['counts'], width=np.diff(edges), align='edge',
+                   alpha=0.6, label=stage, edgecolor='k')
+    ax.set(title='best IoU of the selected negatives', xlabel='IoU', xlim=(0, 0.6),
+           yscale='log')
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+
+
+def _plot_mining(ax, epochs):
+    mined = [e for e in epochs if e['sampler'].get('mining')]
+    if not mined:
+        ax.text(0.5, 0.5, 'no hard example mining in this run', ha='center', va='center')
+        ax.set_axis_off()
+        return
+    xs = [e['epoch'] for e in mined]
+    ax.plot(xs, [e['sampler']['mining']['mined_loss_mean'] for e in mined], marker='.',
+            label='mined candidates')
+    ax.plot(xs, [e['sampler']['mining']['all_loss_mean'] for e in mined], marker='.',
+            label='all candidates')
+    ax.set(title='mean loss: mined against all', xlabel='epoch')
+    ax.legend(fontsize=8)

@@ -1,0 +1,320 @@
+#!/usr/bin/env python
+"""Train and evaluate a GluonCV Faster R-CNN with swappable samplers, offline.
+
+With no arguments: makes the synthetic VOC dataset under data/synthetic_voc if
+it is missing, trains GluonCV's ``FasterRCNN`` on a tiny backbone on the CPU
+with gluonmine's RPN sampler, evaluates VOC07 AP per class after every epoch,
+and writes runs/faster_rcnn.{params,json,png,log}. Flags are listed by
+``--help`` and in recipes/README.md.
+
+    python recipes/train_faster_rcnn.py
+    python recipes/train_faster_rcnn.py --rpn-sampler gluoncv --rcnn-sampler gluoncv
+    python recipes/train_faster_rcnn.py --device-targets --batch-size 4 --lr 0.04
+
+Samples: +1 positive, -1 negative, 0 ignore; RPN targets keep GluonCV's
++1 positive, 0 negative, -1 ignore.
+"""
+import argparse
+import collections
+import importlib
+import logging
+import time
+import warnings
+
+import mxnet as mx
+from gluoncv.data.batchify import FasterRCNNTrainBatchify, Pad, Tuple
+from gluoncv.data.transforms.presets.rcnn import (FasterRCNNDefaultTrainTransform,
+                                                  FasterRCNNDefaultValTransform)
+from gluoncv.model_zoo import get_model
+from mxnet import autograd, gluon
+
+import common
+from gluonmine.data import NonEmptyLabels, PadEmptyLabels
+from gluonmine.models import tiny_faster_rcnn
+from gluonmine.transforms import FasterRCNNTrainTransform
+
+# --network: GluonCV model-zoo builders, without any pretrained weights
+NETWORKS = {'tiny': None,
+            'resnet50_v1b': 'faster_rcnn_resnet50_v1b_voc',
+            'resnet101_v1d': 'faster_rcnn_resnet101_v1d_voc',
+            'fpn_resnet50_v1b': 'faster_rcnn_fpn_resnet50_v1b_coco'}
+LOSSES = ('rpn_cls', 'rpn_box', 'rcnn_cls', 'rcnn_box', 'total')
+RPN_NUM_SAMPLE = 256        # anchors sampled per image, both RPN samplers
+
+# one device's part of a batch; rpn_targets is None and im_hw given with --device-targets
+Shard = collections.namedtuple('Shard', 'data label rpn_targets im_hw')
+# what a training step returns: losses (name -> (B,) NDArray) and what the sampler statistics
+# read: rpn_cls_targets (B, N), rois (B, S, 4), samples (B, S), gt_boxes (B, M, 4), and
+# mining = (mined loss mean, all-candidates loss mean) or None
+StepOutput = collections.namedtuple('StepOutput',
+                                    'losses rpn_cls_targets rois samples gt_boxes mining')
+# the data side of the samplers: the training transform and, with --device-targets, the
+# device-side RPN target generator (else None)
+Samplers = collections.namedtuple('Samplers', 'transform generator')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--network', choices=sorted(NETWORKS), default='tiny',
+                        help='tiny: gluonmine.models.tiny_faster_rcnn; others: GluonCV model '
+                             'zoo, randomly initialised (default: %(default)s)')
+    parser.add_argument('--rpn-sampler', choices=('gluoncv', 'gluonmine'), default='gluonmine',
+                        help="anchor sampling: GluonCV's transform or gluonmine's "
+                             'RPNTargetSampler (default: %(default)s)')
+    parser.add_argument('--rcnn-sampler', choices=('gluoncv', 'random', 'ohem'),
+                        default='random',
+                        help="RoI sampling: GluonCV's RCNNTargetSampler, gluonmine's "
+                             '(random within quotas), or OHEM (default: %(default)s)')
+    parser.add_argument('--device-targets', action='store_true',
+                        help='make RPN targets in the training step on the device '
+                             '(gluonmine RPN sampler only) instead of in the DataLoader')
+    common.add_common_args(parser, save_prefix='runs/faster_rcnn', epochs=12, lr=0.02,
+                           batch_size=2)
+    args = parser.parse_args(argv)
+    common.check_common_args(parser, args)
+    if args.device_targets and args.rpn_sampler != 'gluonmine':
+        parser.error('--device-targets makes targets with gluonmine: use --rpn-sampler gluonmine')
+    return args
+
+
+def build_net(args, classes, ctx):
+    """The Faster R-CNN (GluonCV's class) for ``classes``, initialised on ``ctx``."""
+    per_device = args.batch_size // len(ctx)
+    if args.network == 'tiny':
+        net = tiny_faster_rcnn(classes, per_device_batch_size=per_device)
+        net.initialize(ctx=ctx)
+    else:
+        net = get_model(NETWORKS[args.network], pretrained=False, pretrained_base=False,
+                        per_device_batch_size=per_device)
+        net.initialize(ctx=ctx)
+        net.reset_class(classes)
+    return net
+
+
+def _require(flag, module, attribute):
+    """``module.attribute``, or exit with a message saying which gluonmine piece is missing."""
+    try:
+        return getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError):
+        raise SystemExit('{} needs {}.{}, which this gluonmine does not provide yet'.format(
+            flag, module, attribute))
+
+
+def build_sampler(args, net):
+    """Install the ``--rcnn-sampler`` in ``net``; return the data side of the ``--rpn-sampler``.
+
+    'random' puts gluonmine's RCNNTargetSampler, with the settings of the net's
+    own, in place of GluonCV's; 'gluoncv' keeps GluonCV's, and 'ohem' leaves the
+    RoI selection to the OHEM step (:func:`build_step`).
+    """
+    if args.rcnn_sampler == 'random':
+        net.sampler = _require('--rcnn-sampler random', 'gluonmine.rcnn',
+                               'rcnn_sampler_for')(net)
+    if args.rpn_sampler == 'gluoncv':
+        transform = PadEmptyLabels(FasterRCNNDefaultTrainTransform(
+            net.short, net.max_size, net, num_sample=RPN_NUM_SAMPLE, ashape=net.ashape,
+            multi_stage=net.num_stages > 1))
+        return Samplers(transform, None)
+    transform = FasterRCNNTrainTransform(
+        net.short, net.max_size, net, num_sample=RPN_NUM_SAMPLE, ashape=net.ashape,
+        multi_stage=net.num_stages > 1, device_targets=args.device_targets)
+    if not args.device_targets:
+        return Samplers(transform, None)
+    transform.target_generator.hybridize()
+    return Samplers(transform, transform.target_generator)
+
+
+def build_dataloader(args, net, samplers, train_set, val_set, dist, ctx):
+    """(train loader of this worker's shard, validation loader)."""
+    if samplers.generator is None:
+        batchify = FasterRCNNTrainBatchify(net, len(ctx))
+    else:       # images padded together, their real (height, width), padded labels
+        batchify = Tuple(Pad(axis=(1, 2), pad_val=0, num_shards=len(ctx), ret_length=True),
+                         Pad(pad_val=-1, num_shards=len(ctx)))
+    train = common.train_loader(train_set.transform(samplers.transform), args.batch_size,
+                                NonEmptyLabels(batchify), args.num_workers, dist, args.seed)
+    short = net.short[-1] if isinstance(net.short, (list, tuple)) else net.short
+    val = common.val_loader(val_set, FasterRCNNDefaultValTransform(short, net.max_size),
+                            len(ctx), args.num_workers)
+    return train, val
+
+
+def split_batch(batch, ctx, device_targets):
+    """A batch from the train loader as one :data:`Shard` per device."""
+    if device_targets:
+        (images, hw), labels = batch
+        parts = [common.as_shards(images), common.as_shards(labels), common.as_shards(hw)]
+        return [Shard(x.as_in_context(c), y.as_in_context(c), None,
+                      h.astype('float32').as_in_context(c))
+                for x, y, h, c in zip(*parts, ctx)]
+    parts = [common.as_shards(part) for part in batch]
+    return [Shard(x.as_in_context(c), y.as_in_context(c),
+                  tuple(t.as_in_context(c) for t in targets), None)
+            for (x, y, *targets), c in zip(zip(*parts), ctx)]
+
+
+def faster_rcnn_losses(outputs, rpn_targets):
+    """GluonCV's Faster R-CNN losses, each (B,): the RPN's over its sampled anchors,
+    the head's over its labelled RoIs, both normalised as GluonCV's training script does."""
+    cls_pred, box_pred, rpn_score, rpn_box = outputs[0], outputs[1], outputs[5], outputs[6]
+    cls_targets, box_targets, box_masks = outputs[8], outputs[9], outputs[10]
+    rpn_cls_targets, rpn_box_targets, rpn_box_masks = rpn_targets
+    num_rpn = mx.nd.maximum((rpn_cls_targets >= 0).sum(), 1)
+    num_rcnn = mx.nd.maximum((cls_targets >= 0).sum(), 1)
+    losses = {
+        'rpn_cls': gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False)(
+            rpn_score.squeeze(axis=-1), rpn_cls_targets, rpn_cls_targets >= 0)
+        * rpn_cls_targets.size / num_rpn,
+        'rpn_box': gluon.loss.HuberLoss(rho=1. / 9)(rpn_box, rpn_box_targets, rpn_box_masks)
+        * rpn_box.size / num_rpn,
+        'rcnn_cls': gluon.loss.SoftmaxCrossEntropyLoss()(
+            cls_pred, cls_targets, cls_targets.expand_dims(-1) >= 0)
+        * cls_targets.size / num_rcnn,
+        'rcnn_box': gluon.loss.HuberLoss()(box_pred, box_targets, box_masks)
+        * box_pred.size / num_rcnn}
+    losses['total'] = sum(losses.values())
+    return losses
+
+
+def forward_backward(net, shard, generator=None):
+    """One device's training step with random RoI sampling: forward, losses, backward."""
+    gt_box = shard.label.slice_axis(axis=-1, begin=0, end=4)                  # (B, M, 4)
+    gt_label = shard.label.slice_axis(axis=-1, begin=4, end=5)                # (B, M, 1)
+    with autograd.record():
+        outputs = net(shard.data, gt_box, gt_label)
+        rpn_targets = shard.rpn_targets
+        if rpn_targets is None:
+            with autograd.pause():
+                rpn_targets = generator(gt_box, outputs[7], shard.im_hw)     # (B, N), (B, N, 4) x2
+        losses = faster_rcnn_losses(outputs, rpn_targets)
+    losses['total'].backward()
+    return StepOutput(losses, rpn_targets[0], outputs[2], outputs[3], gt_box, None)
+
+
+def build_step(args, net, samplers, trainer, ctx, dist):
+    """``iteration(batch) -> [StepOutput]``: every device's step, then one update.
+
+    The per-device step is :func:`forward_backward`, or for ``--rcnn-sampler
+    ohem`` gluonmine's OHEM step, with the same signature and output.
+    """
+    step = forward_backward
+    if args.rcnn_sampler == 'ohem':
+        step = _require('--rcnn-sampler ohem', 'gluonmine.rcnn', 'ohem_forward_backward')
+    global_batch = args.batch_size * dist.num_workers
+
+    def iteration(batch):
+        outputs = [step(net, shard, samplers.generator)
+                   for shard in split_batch(batch, ctx, args.device_targets)]
+        trainer.step(global_batch)
+        return outputs
+    return iteration
+
+
+def record_losses(outputs, log):
+    """Add one iteration's losses (means over images); waits for the step to finish."""
+    log.add({name: sum(o.losses[name].mean().asscalar() for o in outputs) / len(outputs)
+             for name in LOSSES})
+
+
+def record_stats(outputs, stats):
+    """Add one iteration's sampler statistics."""
+    for out in outputs:
+        rpn = out.rpn_cls_targets.asnumpy()                                   # +1 / 0 / -1
+        stats['rpn'].update((rpn == 1) * 1. - (rpn == 0))
+        stats['rcnn'].update(out.samples.asnumpy(), out.rois.asnumpy(), out.gt_boxes.asnumpy())
+        if out.mining is not None:
+            stats['mining'].update(*out.mining)
+
+
+def new_stats():
+    return {'rpn': common.SelectionStats(RPN_NUM_SAMPLE),
+            'rcnn': common.SelectionStats(), 'mining': common.MiningStats()}
+
+
+def train_epoch(iteration, loader, stats, log, args, epoch, max_iters):
+    """One pass over this worker's shard (at most ``max_iters`` iterations): an epoch record."""
+    seconds, logger = [], logging.getLogger(common.LOGGER_NAME)
+    bar = common.progress(min(len(loader), max_iters), 'epoch {}/{}'.format(epoch, args.epochs))
+    tic = time.time()
+    for i, batch in enumerate(loader):
+        if i >= max_iters:
+            break
+        outputs = iteration(batch)
+        record_losses(outputs, log)
+        seconds.append(time.time() - tic)
+        record_stats(outputs, stats)
+        running = log.running()
+        bar.set_postfix({k: '{:.3f}'.format(v) for k, v in running.items()}, refresh=False)
+        bar.update()
+        if (i + 1) % args.log_interval == 0:
+            logger.info('[epoch %d iteration %d] %.3f s/it %s', epoch, i + 1, seconds[-1],
+                        ' '.join('{}={:.4f}'.format(k, v) for k, v in running.items()))
+        tic = time.time()
+    bar.close()
+    return {'epoch': epoch, 'iterations': len(seconds), 'seconds': sum(seconds),
+            'seconds_per_iteration': sum(seconds) / max(len(seconds), 1),
+            'losses': log.end_epoch(), 'map': None}
+
+
+def evaluate(net, loader, ctx, classes):
+    """VOC07 AP per class and mAP; the net is re-hybridized for one-input prediction."""
+    net.hybridize()
+    with autograd.predict_mode(), warnings.catch_warnings():
+        # prediction does not read the training-only box encoder's constants
+        warnings.filterwarnings('ignore', 'Parameter .* is not used by any computation')
+        return common.evaluate(net, loader, ctx, classes)
+
+
+def sync_untrained(net, trainer_params, dist):
+    """Give every worker worker 0's values of what the trainer does not update
+    (BatchNorm statistics), so that all workers hold identical parameters."""
+    untrained = [p for name, p in sorted(net.collect_params().items())
+                 if name not in trainer_params and not isinstance(p, gluon.Constant)]
+    dist.share_untrained(untrained, first_key=len(trainer_params))
+
+
+def trainable(net):
+    """Parameters the trainer updates: GluonCV's ``collect_train_params`` with gradients."""
+    net.collect_params().setattr('grad_req', 'null')
+    for param in net.collect_train_params().values():
+        if not isinstance(param, gluon.Constant):
+            param.grad_req = 'write'
+    return {name: p for name, p in net.collect_params().items() if p.grad_req != 'null'}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    common.seed_everything(args.seed)
+    dist = common.Distributed(args.kvstore)
+    paths = common.output_paths(args.save_prefix, dist)
+    logger = common.setup_logger(paths['log'])
+    logger.info('arguments: %s', vars(args))
+    start, ctx = time.time(), common.contexts(args.gpus)
+    train_set, val_set, classes = common.build_datasets(args)
+    net = build_net(args, classes, ctx)
+    samplers = build_sampler(args, net)
+    train_data, val_data = build_dataloader(args, net, samplers, train_set, val_set, dist, ctx)
+    num_iters = min(args.epochs * len(train_data), args.max_iters or float('inf'))
+    params = trainable(net)
+    trainer = common.build_trainer(params, args, num_iters, dist)
+    iteration = build_step(args, net, samplers, trainer, ctx, dist)
+    report = common.RunReport('train_faster_rcnn', args, classes, dist, LOSSES)
+    for epoch in range(1, args.epochs + 1):
+        net.hybridize()     # GluonCV's default; see recipes/README.md on static_alloc
+        stats = new_stats()
+        record = train_epoch(iteration, train_data, stats, report.losses, args, epoch,
+                             num_iters - report.iterations)
+        sync_untrained(net, params, dist)
+        last = epoch == args.epochs or report.iterations + record['iterations'] >= num_iters
+        if dist.rank == 0 and (last or epoch % args.val_interval == 0):
+            record['map'] = evaluate(net, val_data, ctx, classes)
+        report.add_epoch(record, stats, logger)
+        if last:
+            break
+    net.save_parameters(paths['params'])
+    report.finish(paths, time.time() - start, logger)
+    return report.metrics
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,177 @@
+"""The Faster R-CNN recipe end to end on a few synthetic images, and its shared helpers."""
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                'recipes'))
+
+import common  # noqa: E402  pylint: disable=wrong-import-position
+import train_faster_rcnn  # noqa: E402  pylint: disable=wrong-import-position
+from gluonmine.data import make_synthetic_voc  # noqa: E402  pylint: disable=wrong-import-position
+
+LOSSES = ['rpn_cls', 'rpn_box', 'rcnn_cls', 'rcnn_box', 'total']
+STAGE_KEYS = {'images', 'positives_per_image', 'negatives_per_image', 'fill_rate'}
+
+
+@pytest.fixture(scope='module')
+def root(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp('data'))
+    make_synthetic_voc(path)
+    return path
+
+
+def run(root, prefix, *flags):
+    """A tiny run: 4 training images (2 iterations a batch of 2), 2 validation images."""
+    argv = ['--dataset-root', root, '--num-train-images', '4', '--num-val-images', '2',
+            '--epochs', '1', '--save-prefix', str(prefix)] + list(flags)
+    return train_faster_rcnn.main(argv)
+
+
+def test_tiny_run_writes_params_metrics_and_plot(root, tmp_path):
+    metrics = run(root, tmp_path / 'run')
+    for ext in ('params', 'json', 'png', 'log'):
+        assert os.path.getsize(str(tmp_path / ('run.' + ext))) > 0
+    with open(str(tmp_path / 'run.png'), 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    with open(str(tmp_path / 'run.json')) as f:
+        written = json.load(f)
+    assert written == json.loads(json.dumps(metrics))
+    assert set(written) == {'recipe', 'args', 'classes', 'rank', 'num_workers', 'loss_curve',
+                            'epochs', 'final'}
+    assert written['classes'] == ['disc', 'square', 'triangle']
+    # 4 images, batch 2 -> 2 iterations, one loss value per iteration, all finite
+    assert sorted(written['loss_curve']) == sorted(LOSSES)
+    assert all(len(v) == 2 and np.isfinite(v).all() for v in written['loss_curve'].values())
+    epoch, = written['epochs']
+    assert set(epoch) == {'epoch', 'iterations', 'seconds', 'seconds_per_iteration', 'losses',
+                          'map', 'sampler'}
+    assert epoch['iterations'] == 2 and epoch['seconds_per_iteration'] > 0
+    final = written['final']
+    assert set(final['map']) == {'disc', 'square', 'triangle', 'mAP'}
+    assert 0 <= final['mean_ap'] <= 1 and final['params'].endswith('run.params')
+    assert final['sampler']['mining'] is None                   # no OHEM in this run
+    rpn, rcnn = final['sampler']['rpn'], final['sampler']['rcnn']
+    assert set(rpn) == STAGE_KEYS
+    assert set(rcnn) == STAGE_KEYS | {'duplicate_rate', 'negative_iou_mean',
+                                      'negative_iou_histogram'}
+    # 2 iterations x 2 images; gluonmine fills the RPN's 256 anchors exactly
+    assert rpn['images'] == 4 and rpn['fill_rate'] == 1.0
+    assert rpn['positives_per_image'] + rpn['negatives_per_image'] == 256
+    histogram = rcnn['negative_iou_histogram']
+    assert sum(histogram['counts']) == round(rcnn['negatives_per_image'] * 4)
+    assert histogram['counts'][-1] == 0                         # no negative at IoU >= 0.5
+
+
+def test_same_seed_reproduces_sampler_statistics(root, tmp_path):
+    first = run(root, tmp_path / 'a', '--seed', '5')
+    second = run(root, tmp_path / 'b', '--seed', '5')
+    other = run(root, tmp_path / 'c', '--seed', '6')
+    assert first['final']['sampler'] == second['final']['sampler']
+    assert first['loss_curve'] == second['loss_curve']
+    assert first['loss_curve'] != other['loss_curve']
+
+
+def test_device_targets_reproduce_with_dataloader_workers(root, tmp_path):
+    flags = ('--device-targets', '--num-workers', '2', '--seed', '1')
+    first = run(root, tmp_path / 'a', *flags)
+    second = run(root, tmp_path / 'b', *flags)
+    assert first['final']['sampler'] == second['final']['sampler']
+    assert first['final']['sampler']['rpn']['fill_rate'] == 1.0
+
+
+def test_gluoncv_samplers_run_through_the_same_recipe(root, tmp_path):
+    metrics = run(root, tmp_path / 'g', '--rpn-sampler', 'gluoncv', '--rcnn-sampler', 'gluoncv',
+                  '--max-iters', '1')
+    assert metrics['final']['iterations'] == 1
+    assert all(np.isfinite(v).all() for v in metrics['loss_curve'].values())
+
+
+@pytest.mark.parametrize('flag', ['random', 'ohem'])
+def test_rcnn_sampler_without_gluonmine_rcnn_exits_clearly(root, tmp_path, monkeypatch, flag):
+    monkeypatch.setitem(sys.modules, 'gluonmine.rcnn', None)    # as before gluonmine.rcnn existed
+    with pytest.raises(SystemExit, match='--rcnn-sampler {} needs gluonmine.rcnn'.format(flag)):
+        run(root, tmp_path / flag, '--rcnn-sampler', flag)
+
+
+def test_flags_have_real_defaults():
+    args = train_faster_rcnn.parse_args([])
+    assert (args.network, args.rpn_sampler, args.dataset) == ('tiny', 'gluonmine', 'synthetic')
+    assert args.gpus == [] and args.kvstore == 'device' and not args.device_targets
+    assert '' not in vars(args).values()
+    with pytest.raises(SystemExit):
+        train_faster_rcnn.parse_args(['--device-targets', '--rpn-sampler', 'gluoncv'])
+    with pytest.raises(SystemExit):
+        train_faster_rcnn.parse_args(['--batch-size', '0'])
+
+
+def test_main_is_short():
+    import inspect
+    assert len(inspect.getsource(train_faster_rcnn.main).splitlines()) <= 60
+
+
+def test_selection_stats_hand_checked():
+    # image 0: 2 positives, 3 negatives, 1 ignored of 6 slots; the negative at row 4 repeats
+    # row 3's box (a duplicate). Ground truth: one box [0, 0, 10, 10] and one padding row.
+    samples = np.array([[1, 1, -1, -1, -1, 0]], 'float32')
+    boxes = np.array([[[0, 0, 10, 10], [0, 0, 10, 9], [0, 0, 10, 5],
+                       [20, 20, 30, 30], [20, 20, 30, 30], [0, 0, 1, 1]]], 'float32')
+    gt = np.array([[[0, 0, 10, 10], [-1, -1, -1, -1]]], 'float32')
+    stats = common.SelectionStats()
+    stats.update(samples, boxes, gt)
+    summary = stats.summary()
+    assert summary['positives_per_image'] == 2 and summary['negatives_per_image'] == 3
+    assert summary['fill_rate'] == 5 / 6.
+    assert summary['duplicate_rate'] == 1 / 5.
+    # negatives' best IoUs: 0.5 (half of the gt box), 0, 0 -> bins [0, .05) x2 and [.5, 1]
+    counts = summary['negative_iou_histogram']['counts']
+    assert counts[0] == 2 and counts[-1] == 1 and sum(counts) == 3
+    assert_allclose(summary['negative_iou_mean'], 0.5 / 3)
+    merged = common.SelectionStats()
+    merged.merge(stats)
+    merged.merge(stats)
+    assert merged.summary()['images'] == 2 and merged.summary()['fill_rate'] == 5 / 6.
+
+
+def test_max_iou():
+    boxes = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [50, 50, 60, 60]], 'float32')
+    gt = np.array([[0, 0, 10, 10], [-1, -1, -1, -1]], 'float32')
+    assert_allclose(common.max_iou(boxes, gt), [1., 50. / 150., 0.])
+    assert_allclose(common.max_iou(boxes, gt[1:]), [0, 0, 0])   # padding only
+
+
+def test_shards_are_disjoint_equal_and_reshuffled():
+    # 11 images over 3 workers: 3 each (the remainder 2 dropped), batches of 2 -> 1 batch
+    shards = [common.ShardBatchSampler(11, 1, 3, rank) for rank in range(3)]
+    first = [sorted(i for batch in s for i in batch) for s in shards]
+    assert first == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
+    assert [len(s) for s in shards] == [3, 3, 3]
+    # the next epoch draws numbers past 11: the same images, as new draws
+    assert sorted(i % 11 for batch in shards[0] for i in batch) == [0, 3, 6]
+    assert len(common.ShardBatchSampler(11, 2, 3, 0)) == 1
+    with pytest.raises(SystemExit, match='fewer than --batch-size'):
+        common.ShardBatchSampler(3, 2, 3, 0)
+
+
+def test_seeded_draws_do_not_depend_on_the_caller_state():
+    class Draw(object):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return i, np.random.rand()
+
+    draws = common.SeededDraws(Draw(), seed=0)
+    np.random.seed(1)
+    a = [draws[k] for k in range(6)]
+    after = np.random.rand()
+    np.random.seed(2)
+    b = [draws[k] for k in range(6)]
+    np.random.seed(1)
+    assert a == b and np.random.rand() == after                 # caller's stream untouched
+    assert [i for i, _ in a] == [0, 1, 2, 0, 1, 2]
+    assert a[0][1] != a[3][1]                                   # image 0, next epoch: new draw
