@@ -1,0 +1,66 @@
+"""Data-parallel training through MXNet's parameter server, all on 127.0.0.1.
+
+A scheduler, a server and two workers are separate processes configured with
+MXNet's ``DMLC_*`` variables, exactly as ``tools/launch.py`` would start them on
+several machines. Each worker runs the tiny Faster R-CNN recipe on its own
+shard with ``--kvstore dist_sync``; at the end both must hold identical
+parameters (weights through the summed gradients, BatchNorm statistics
+through the per-epoch average).
+"""
+import os
+import socket
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+
+from gluonmine.data import make_synthetic_voc
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECIPE = os.path.join(REPO, 'recipes', 'train_faster_rcnn.py')
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def start(role, command, port, log):
+    env = dict(os.environ, DMLC_ROLE=role, DMLC_PS_ROOT_URI='127.0.0.1',
+               DMLC_PS_ROOT_PORT=str(port), DMLC_NUM_SERVER='1', DMLC_NUM_WORKER='2',
+               DMLC_NODE_HOST='127.0.0.1', OMP_NUM_THREADS='1')
+    return subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+
+
+def test_two_workers_end_with_identical_parameters(tmp_path):
+    root = str(tmp_path / 'data')
+    make_synthetic_voc(root)
+    prefix = str(tmp_path / 'run')
+    worker = [sys.executable, RECIPE, '--kvstore', 'dist_sync', '--dataset-root', root,
+              '--num-train-images', '8', '--num-val-images', '2', '--epochs', '2',
+              '--save-prefix', prefix]
+    port, processes = free_port(), []
+    with open(str(tmp_path / 'processes.log'), 'w') as log:
+        try:
+            for role in ('scheduler', 'server'):       # importing mxnet runs their loop
+                processes.append(start(role, [sys.executable, '-c', 'import mxnet'], port, log))
+            for _ in range(2):
+                processes.append(start('worker', worker, port, log))
+            codes = [p.wait(timeout=180) for p in processes]
+        finally:
+            for p in processes:
+                if p.poll() is None:
+                    p.kill()
+    output = open(str(tmp_path / 'processes.log')).read()
+    assert codes == [0, 0, 0, 0], output[-3000:]
+    first = mx.nd.load(prefix + '-worker0.params')
+    second = mx.nd.load(prefix + '-worker1.params')
+    assert sorted(first) == sorted(second)
+    for name in first:
+        np.testing.assert_array_equal(first[name].asnumpy(), second[name].asnumpy(),
+                                      err_msg=name)
+    # not trivially equal: training moved the BatchNorm statistics away from their start
+    means = [first[name].asnumpy() for name in first if name.endswith('running_mean')]
+    assert means and all(np.abs(m).max() > 0 for m in means)
