@@ -5,15 +5,16 @@ backward, SGD update) of the tiny GluonCV FasterRCNN
 (``gluonmine.models.tiny_faster_rcnn``, 2 images of 128x160, 2-5 objects
 each, RPN targets made once beforehand as a DataLoader would) with:
 
-- GluonCV's random RCNN sampler (the net as GluonCV builds it),
-- gluonmine's random RCNN sampler (``install_samplers``),
+- GluonCV's random RCNN sampler (the net as GluonCV builds it), 128 RoIs an image,
+- gluonmine's random RCNN sampler (``install_samplers``), 128 and 64 RoIs an image,
 - OHEM (``OHEMFasterRCNN``: a read-only pass of the head over every proposal
   and ground truth, HardExampleMiner with NMS 0.7 and 64 RoIs an image, then
-  the head on those 64 with gradient).
+  the head on those 64 with gradient): the paper's 128 RoIs per 2 images.
 
-All three hybridized with ``static_alloc``, same batch, same process. The
+All four hybridized with ``static_alloc``, same batch, same process. The
 RPN keeps 300 proposals an image (the tiny net's setting) or 2000 (the
-paper's number of RoIs an image); the random samplers take 128 RoIs an image.
+paper's number of RoIs an image; here 60% of them are padding, as the
+160x128 image yields fewer boxes).
 
 SSD: ``gluoncv.loss.SSDMultiBoxLoss`` against gluonmine's hybridized
 ``SSDMultiBoxLoss`` (forward and backward) on 32 images of 8732 anchors and
@@ -29,6 +30,7 @@ from mxnet import autograd, gluon
 from _timing import seconds_per_call
 from gluonmine.losses import SSDMultiBoxLoss
 from gluonmine.models import tiny_faster_rcnn
+from gluonmine.ohem import HardExampleMiner
 from gluonmine.rcnn import install_samplers
 from gluonmine.rcnn_ohem import OHEMFasterRCNN
 from gluonmine.rpn import RPNTargetGenerator
@@ -83,25 +85,30 @@ def training_step(model, trainer, batch, rpn_targets):
     return step
 
 
+#: the Faster R-CNN steps timed: (name, RCNN sampler, RoIs an image the head trains on)
+STEPS = [('GluonCV random', 'gluoncv', 128), ('gluonmine random', 'gluonmine', 128),
+         ('gluonmine random', 'gluonmine', 64), ('OHEM', 'ohem', 64)]
+
+
 def faster_rcnn_steps(post_nms, batch):
-    """{'GluonCV random', 'gluonmine random', 'OHEM': step function}, identical nets."""
+    """{(name, RoIs an image): step function} over identical nets (same seed, same batch)."""
     steps, rpn_targets = {}, None
-    for name in ('GluonCV random', 'gluonmine random', 'OHEM'):
+    for name, sampler, rois in STEPS:
         mx.random.seed(0)
-        net = tiny_faster_rcnn(CLASSES, per_device_batch_size=IMAGES,
+        net = tiny_faster_rcnn(CLASSES, per_device_batch_size=IMAGES, num_sample=rois,
                                rpn_train_pre_nms=max(2000, post_nms), rpn_train_post_nms=post_nms)
         net.initialize()
-        if name == 'gluonmine random':
+        if sampler == 'gluonmine':
             install_samplers(net, device_targets=True)
         with autograd.train_mode():
             anchors = net(*batch)[7]                 # also completes deferred initialization
         if rpn_targets is None:                      # as a DataLoader would ship them
             im_hw = mx.nd.array([[HEIGHT, WIDTH]] * IMAGES)
             rpn_targets = RPNTargetGenerator()(batch[1], anchors, im_hw)
-        model = OHEMFasterRCNN(net) if name == 'OHEM' else net
+        model = OHEMFasterRCNN(net, HardExampleMiner(rois)) if sampler == 'ohem' else net
         model.hybridize(static_alloc=True)
         trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 1e-3})
-        steps[name] = training_step(model, trainer, batch, rpn_targets)
+        steps[name, rois] = training_step(model, trainer, batch, rpn_targets)
     return steps
 
 
@@ -120,14 +127,14 @@ def faster_rcnn_rows(quick):
     for post_nms in (300, 2000):
         steps = faster_rcnn_steps(post_nms, batch)
         times = best_of(steps, 3 if quick else 10)
-        for name, step in steps.items():
-            assert all(np.isfinite(l.asnumpy()).all() for l in step.losses), name
-        for name, t in times.items():
+        for key, step in steps.items():
+            assert all(np.isfinite(l.asnumpy()).all() for l in step.losses), key
+        ohem = times['OHEM', 64]
+        for (name, rois), t in times.items():
             rows.append(dict(
                 model='tiny Faster R-CNN, B=2', setting='{} proposals/image'.format(post_nms),
-                step=name, ms=round(t * 1e3, 1),
-                vs_gluoncv_random='{:.2f}x'.format(t / times['GluonCV random']),
-                vs_gluonmine_random='{:.2f}x'.format(t / times['gluonmine random'])))
+                step=name, trained_rois=rois, ms=round(t * 1e3, 1),
+                ohem_over_this='{:.2f}x'.format(ohem / t)))
     return rows
 
 
@@ -168,18 +175,19 @@ def multibox_rows(quick):
             rows.append(dict(model='SSD loss, B=32, 8732 anchors, 21 classes',
                              setting='{} context(s)'.format(len(contexts)),
                              step='{} SSDMultiBoxLoss'.format(name), ms=round(t * 1e3, 1),
-                             vs_gluoncv_random='', vs_gluonmine_random='',
                              speedup_vs_gluoncv='{:.2f}x'.format(times['GluonCV'] / t)))
     return rows
 
 
 def run(quick):
     rows = faster_rcnn_rows(quick) + multibox_rows(quick)
-    columns = ['model', 'setting', 'step', 'ms', 'vs_gluoncv_random', 'vs_gluonmine_random',
+    columns = ['model', 'setting', 'step', 'trained_rois', 'ms', 'ohem_over_this',
                'speedup_vs_gluoncv']
     notes = ['Faster R-CNN: one iteration (forward, GluonCV\'s losses, backward, SGD step), '
-             'hybridized with static_alloc, best of 5 interleaved rounds; ratios are time over '
-             'the random-sampling time (the paper paid about 1.75x, mmdetection about 1.08x). '
+             'hybridized with static_alloc, best of 5 interleaved rounds. trained_rois: RoIs an '
+             'image the head trains on (random samplers: num_sample; OHEM: the 64 it mines from '
+             'every proposal and ground truth). ohem_over_this: OHEM time over that step\'s '
+             '(the paper paid about 1.75x, mmdetection about 1.08x). '
              'SSD: forward and backward of the loss alone, equal losses checked.']
     return columns, rows, notes
 
