@@ -176,7 +176,7 @@ class OHEMFasterRCNN(gluon.Block):
         if not autograd.is_training():
             raise RuntimeError('OHEMFasterRCNN is a training step: call it inside '
                                'autograd.record() or autograd.train_mode()')
-        gt_label = _check_inputs(x, gt_box, gt_label)
+        gt_box, gt_label = _check_inputs(x, gt_box, gt_label)
         out = self.proposals(x)
         feat, (rpn_score, rpn_box, raw_score, raw_box, anchors) = out[:-5], out[-5:]
         feat = feat[:self.head.num_levels]                                  # P6 is never pooled
@@ -214,11 +214,12 @@ class _RoIHead(gluon.HybridBlock):
     them only on its sampler's RoIs. FPN RoIs go to the level of GluonCV's
     ``_pyramid_roi_feats``; each level's rows of the other RoIs are zeroed
     before the levels are added (GluonCV adds them as ``ROIAlign`` leaves
-    them: unwritten, whatever the memory held). A padding RoI (-1, -1, -1, -1) pools zeros: its batch index is set to -1,
-    which ``ROIAlign`` and ``ROIPooling`` skip at no cost (much of the
-    read-only pass when the RPN keeps fewer boxes than its post-NMS count),
-    and its rows are then zeroed (MXNet 1.9's ``ROIAlign`` leaves them
-    unwritten, and garbage there would reach the head's batch statistics).
+    them: unwritten, whatever the memory held). A padding RoI (-1, -1, -1,
+    -1) pools zeros: its batch index is set to -1, which ``ROIAlign`` and
+    ``ROIPooling`` skip at no cost (much of the read-only pass when the RPN
+    keeps fewer boxes than its post-NMS count), and its rows are then zeroed
+    (MXNet 1.9's ``ROIAlign`` leaves them unwritten, and garbage there would
+    reach the head's batch statistics).
     """
 
     def __init__(self, net):
@@ -343,7 +344,11 @@ def _check_net(net):
 
 
 def _check_inputs(x, gt_box, gt_label):
-    """Check the shapes of a training batch; returns gt_label as (B, M, 1)."""
+    """Check the shapes of a training batch; returns (gt_box, gt_label (B, M, 1)).
+
+    A batch without ground-truth rows (M = 0) gets one padding row: the same
+    candidates, and every box_iou has a column.
+    """
     _checks.check_shape('x', x, '(B, 3, H, W)')
     _checks.check_shape('gt_box', gt_box, '(B, M, 4)', last=4)
     if _checks.is_array(gt_label) and gt_label.ndim == 2:
@@ -352,7 +357,10 @@ def _check_inputs(x, gt_box, gt_label):
     for name, other in [('gt_box', gt_box), ('gt_label', gt_label)]:
         _checks.check_same(name, other, 0, 'x', x, 0)
     _checks.check_same('gt_label', gt_label, 1, 'gt_box', gt_box, 1)
-    return gt_label
+    if gt_box.shape[1] == 0:
+        gt_box = nd.full((gt_box.shape[0], 1, 4), -1, ctx=gt_box.context)  # (B, 1, 4)
+        gt_label = nd.full((gt_box.shape[0], 1, 1), -1, ctx=gt_box.context)  # (B, 1, 1)
+    return gt_box, gt_label
 
 
 def _as_list(x):

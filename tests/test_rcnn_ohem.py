@@ -320,6 +320,10 @@ def test_any_batch_size_and_an_image_without_objects():
     assert out.cls_pred.shape == (3, 32, 3)
     assert (samples[:2] > 0).any() and not (samples[2] > 0).any()
     assert (samples[2] < 0).sum() == 32 and np.isfinite(loss.asnumpy()).all()
+    # a batch without any ground-truth row: negatives only
+    with autograd.train_mode():
+        out = ohem(images(2), nd.array(np.zeros((2, 0, 4))), nd.array(np.zeros((2, 0, 1))))
+    assert (out.samples.asnumpy() == -1).all()
 
 
 def test_training_steps_run_with_finite_losses():
