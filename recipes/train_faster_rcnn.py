@@ -176,34 +176,46 @@ def faster_rcnn_losses(outputs, rpn_targets):
     return losses
 
 
-def forward_backward(net, shard, generator=None):
-    """One device's training step with random RoI sampling: forward, losses, backward."""
+def forward_backward(model, shard, generator=None):
+    """One device's training step: forward, GluonCV's losses, backward.
+
+    ``model`` is the FasterRCNN itself (its ``net.sampler`` picks the RoIs) or
+    gluonmine's ``OHEMFasterRCNN`` around it, which returns the same twelve
+    outputs for the RoIs it mined, then its statistics.
+    """
     gt_box = shard.label.slice_axis(axis=-1, begin=0, end=4)                  # (B, M, 4)
     gt_label = shard.label.slice_axis(axis=-1, begin=4, end=5)                # (B, M, 1)
     with autograd.record():
-        outputs = net(shard.data, gt_box, gt_label)
+        outputs = model(shard.data, gt_box, gt_label)
         rpn_targets = shard.rpn_targets
         if rpn_targets is None:
             with autograd.pause():
                 rpn_targets = generator(gt_box, outputs[7], shard.im_hw)     # (B, N), (B, N, 4) x2
         losses = faster_rcnn_losses(outputs, rpn_targets)
     losses['total'].backward()
-    return StepOutput(losses, rpn_targets[0], outputs[2], outputs[3], gt_box, None)
+    mining = None
+    if len(outputs) > 12:       # OHEM: mean loss of the mined RoIs and of every candidate
+        stats = outputs[12]
+        mining = (stats.mined_loss.mean().asscalar(), stats.all_loss.mean().asscalar())
+    return StepOutput(losses, rpn_targets[0], outputs[2], outputs[3], gt_box, mining)
 
 
 def build_step(args, net, samplers, trainer, ctx, dist):
     """``iteration(batch) -> [StepOutput]``: every device's step, then one update.
 
-    The per-device step is :func:`forward_backward`, or for ``--rcnn-sampler
-    ohem`` gluonmine's OHEM step, with the same signature and output.
+    With ``--rcnn-sampler ohem`` the step runs gluonmine's ``OHEMFasterRCNN``
+    (Shrivastava et al. 2016: a read-only pass of the head over every
+    candidate RoI, then forward and backward over the 64 hardest an image
+    after NMS) in place of the net; everything else is the same.
     """
-    step = forward_backward
+    model = net
     if args.rcnn_sampler == 'ohem':
-        step = _require('--rcnn-sampler ohem', 'gluonmine.rcnn', 'ohem_forward_backward')
+        model = _require('--rcnn-sampler ohem', 'gluonmine.rcnn_ohem', 'OHEMFasterRCNN')(net)
+        model.hybridize()
     global_batch = args.batch_size * dist.num_workers
 
     def iteration(batch):
-        outputs = [step(net, shard, samplers.generator)
+        outputs = [forward_backward(model, shard, samplers.generator)
                    for shard in split_batch(batch, ctx, args.device_targets)]
         trainer.step(global_batch)
         return outputs
@@ -300,7 +312,7 @@ def main(argv=None):
     iteration = build_step(args, net, samplers, trainer, ctx, dist)
     report = common.RunReport('train_faster_rcnn', args, classes, dist, LOSSES)
     for epoch in range(1, args.epochs + 1):
-        net.hybridize()     # GluonCV's default; see recipes/README.md on static_alloc
+        net.hybridize()     # as GluonCV's script by default: no static_alloc
         stats = new_stats()
         record = train_epoch(iteration, train_data, stats, report.losses, args, epoch,
                              num_iters - report.iterations)

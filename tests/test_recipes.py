@@ -91,10 +91,21 @@ def test_gluoncv_samplers_run_through_the_same_recipe(root, tmp_path):
     assert all(np.isfinite(v).all() for v in metrics['loss_curve'].values())
 
 
-@pytest.mark.parametrize('flag', ['random', 'ohem'])
-def test_rcnn_sampler_without_gluonmine_rcnn_exits_clearly(root, tmp_path, monkeypatch, flag):
-    monkeypatch.setitem(sys.modules, 'gluonmine.rcnn', None)    # as before gluonmine.rcnn existed
-    with pytest.raises(SystemExit, match='--rcnn-sampler {} needs gluonmine.rcnn'.format(flag)):
+def test_ohem_run_reports_mined_against_all_losses(root, tmp_path):
+    metrics = run(root, tmp_path / 'ohem', '--rcnn-sampler', 'ohem')
+    sampler = metrics['final']['sampler']
+    # OHEM keeps 64 RoIs an image (the paper's 128 per 2 images), hardest first
+    assert sampler['rcnn']['positives_per_image'] + sampler['rcnn']['negatives_per_image'] <= 64
+    assert sampler['mining']['mined_loss_mean'] > sampler['mining']['all_loss_mean'] > 0
+    assert all(np.isfinite(v).all() for v in metrics['loss_curve'].values())
+
+
+@pytest.mark.parametrize('flag, module', [('random', 'gluonmine.rcnn'),
+                                          ('ohem', 'gluonmine.rcnn_ohem')])
+def test_rcnn_sampler_without_its_module_exits_clearly(root, tmp_path, monkeypatch, flag,
+                                                       module):
+    monkeypatch.setitem(sys.modules, module, None)              # as if it were not installed
+    with pytest.raises(SystemExit, match='--rcnn-sampler {} needs {}'.format(flag, module)):
         run(root, tmp_path / flag, '--rcnn-sampler', flag)
 
 
