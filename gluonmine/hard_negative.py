@@ -4,7 +4,7 @@ Shape shorthand: B images, N candidates.
 samples: +1 positive, -1 negative, 0 ignore.
 """
 # pylint: disable=arguments-differ, invalid-name
-from . import _checks, _mining_ops, _ops
+from . import _checks, _ops
 from ._block import SelectionBlock
 
 
@@ -23,7 +23,7 @@ class HardNegativeMiner(SelectionBlock):
     num_pos``, i.e. the ceiling for a fractional product; with an integer
     ratio (SSD's 3) the two agree.
 
-    Speed: the quota is cut with one top-k of ``_mining_ops.FAST_K`` (256)
+    Speed: the quota is cut with one top-k of ``_ops.FAST_K`` (256)
     per image; images with a larger quota take their cut from a full sort.
 
     Parameters
@@ -57,11 +57,11 @@ class HardNegativeMiner(SelectionBlock):
 
     def hybrid_forward(self, F, losses, samples):
         positive = samples > 0                                              # (B, N)
-        negative = (samples < 0) * _mining_ops.finite(F, losses)            # (B, N)
-        masked = F.where(negative, losses, F.zeros_like(losses) - _ops.INF)  # (B, N)
+        negative = (samples < 0) * _ops.finite(F, losses)                   # (B, N)
+        masked = F.where(negative, losses, F.zeros_like(losses) - _ops.INF) # (B, N)
         quota = F.maximum(F.floor(_ops.row_sum(F, positive) * self._neg_pos_ratio),
                           self._min_negatives)                              # (B, 1)
-        return positive - _mining_ops.count_mask(F, masked, quota)         # (B, N)
+        return positive - _ops.count_mask(F, masked, quota)                 # (B, N)
 
     def __repr__(self):
         return '{}(neg_pos_ratio={}, min_negatives={})'.format(

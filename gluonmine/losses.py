@@ -13,7 +13,7 @@ miner's output only decides which per-candidate losses are summed.
 from mxnet import autograd, gluon
 from mxnet import ndarray as nd
 
-from . import _checks, _mining_ops, _ops
+from . import _checks, _ops
 from .hard_negative import HardNegativeMiner
 from .ohem import HardExampleMiner
 
@@ -33,7 +33,7 @@ def class_losses(F, cls_pred, cls_target):
     class ids, -1 ignore -> (B, N), exactly 0 where ignored.
     """
     picked = -F.pick(F.log_softmax(cls_pred, axis=-1), F.maximum(cls_target, 0), axis=-1)
-    return F.where(cls_target >= 0, picked, F.zeros_like(picked))          # (B, N)
+    return F.where(cls_target >= 0, picked, F.zeros_like(picked))           # (B, N)
 
 
 def box_losses(F, box_pred, box_target, box_mask, rho):
@@ -41,7 +41,7 @@ def box_losses(F, box_pred, box_target, box_mask, rho):
 
     box_pred, box_target, box_mask: (B, N, ...) of one shape -> (B, N).
     """
-    loss = huber(F, box_pred - box_target, rho) * box_mask                 # (B, N, ...)
+    loss = huber(F, box_pred - box_target, rho) * box_mask                  # (B, N, ...)
     return F.sum(F.reshape(loss, shape=(0, 0, -1)), axis=-1)                # (B, N)
 
 
@@ -79,7 +79,7 @@ def per_image_norm(F, mask):
     applies) the mean loss of a selected candidate (``train_faster_rcnn.py``).
     """
     per_image = F.sum(mask, axis=1)                                         # (B,)
-    return F.maximum(F.sum(per_image), 1) / F.sum(F.ones_like(per_image))  # (1,)
+    return F.maximum(F.sum(per_image), 1) / F.sum(F.ones_like(per_image))   # (1,)
 
 
 # ------------------------------------------------------------- base
@@ -220,7 +220,7 @@ def positives_over_devices(cls_targets):
     are copied to the first device, added there, and the sum is copied back:
     asynchronous copies between devices that never wait for a value.
     """
-    counts = [nd.reshape(nd.sum(ct > 0), shape=(1,)) for ct in cls_targets]  # (1,) each
+    counts = [nd.reshape(nd.sum(ct > 0), shape=(1,)) for ct in cls_targets] # (1,) each
     if len(counts) == 1:
         return counts
     home = counts[0].context
@@ -400,7 +400,7 @@ class RCNNHardExampleLoss(_LossBlock):
                                    F.stop_gradient(rois), samples_from_targets(F, cls_target),
                                    cls_target)                              # (B, K), (B, N)
         norm = per_image_norm(F, mask)                                      # (1,)
-        box_rows = mask if box_indices is None else _mining_ops.take_rows(F, mask, box_indices)
+        box_rows = mask if box_indices is None else _ops.gather_rows(F, mask, box_indices)
         cls_loss = normalized_sums(F, cls, mask, norm)                      # (B,)
         box_loss = normalized_sums(F, box, box_rows, norm)                  # (B,)
         return cls_loss + self._lambd * box_loss, cls_loss, box_loss, indices, mask

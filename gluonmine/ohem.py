@@ -8,7 +8,7 @@ number of examples mined per image. samples: +1 positive, -1 negative,
 from gluoncv.nn.sampler import OHEMSampler as _GluonCVOHEMSampler
 from mxnet import gluon
 
-from . import _checks, _mining_ops, _ops
+from . import _checks, _nms, _ops
 from ._block import SelectionBlock
 
 LOSS_TYPES = ('cls', 'loc', 'both')
@@ -153,8 +153,8 @@ class HardExampleMiner(SelectionBlock):
                 taken = self._batch_hardest(F, loss, taken)                 # (B, K)
             if self._neg_ratio is not None:
                 taken = self._cap_negatives(F, sample, taken)               # (B, K)
-            index = _mining_ops.compact(F, index, taken)                    # (B, K)
-        return index, _mining_ops.index_mask(F, index, samples)             # (B, K), (B, N)
+            index = _ops.compact(F, index, taken)                           # (B, K)
+        return index, _ops.index_mask(F, index, samples)                    # (B, K), (B, N)
 
     def _ranking_loss(self, F, cls_losses, loc_losses):
         """The loss that ranks candidates: (B, N) x 2 -> (B, N)."""
@@ -167,21 +167,18 @@ class HardExampleMiner(SelectionBlock):
     @staticmethod
     def _usable(F, samples, losses, boxes, labels):
         """Selectable candidates: labelled, finite losses, box and label. -> (B, N)."""
-        usable = (samples != 0) * _mining_ops.finite_rows(F, boxes)         # (B, N)
+        usable = (samples != 0) * _ops.finite_rows(F, boxes)                # (B, N)
         for x in losses + ([] if labels is None else [labels]):
-            usable = usable * _mining_ops.finite(F, x)                      # (B, N)
+            usable = usable * _ops.finite(F, x)                             # (B, N)
         return usable
 
     def _hardest(self, F, scores, boxes, samples, labels):
         """Greedy NMS (or a plain sort) in descending score: [index, score, sample] (B, K)."""
         if self._iou is not None:
-            return _mining_ops.greedy_nms(F, scores, boxes, self._iou, self._k,
-                                          carry=[samples], labels=labels)
-        index = _mining_ops.stable_order(F, scores, scores > -_ops.INF, self._k)  # (B, K)
-        at = F.maximum(index, 0)                                            # (B, K)
-        empty = F.ones_like(index) * -1
-        return [index] + [F.where(index >= 0, _mining_ops.take_rows(F, x, at), empty)
-                          for x in (scores, samples)]
+            return _nms.greedy_nms(F, scores, boxes, self._iou, self._k, carry=[samples],
+                                   labels=labels)
+        index = _ops.stable_order(F, scores, scores > -_ops.INF, self._k)   # (B, K)
+        return [index] + [_ops.gather_rows(F, x, index, fill=-1) for x in (scores, samples)]
 
     def _batch_hardest(self, F, loss, taken):
         """Keep the hardest ``num_hard_examples`` over the batch: (B, K) -> (B, K).
@@ -252,7 +249,7 @@ class OHEMSampler(SelectionBlock, _GluonCVOHEMBase):
     ineligible candidates relabelled -1; this sampler selects every eligible
     negative and never touches a positive. The output is identical otherwise.
 
-    Speed: the quota is cut with one top-k of ``_mining_ops.FAST_K`` (256)
+    Speed: the quota is cut with one top-k of ``_ops.FAST_K`` (256)
     per image; images with a larger quota take their cut from a full sort.
 
     Parameters
@@ -298,12 +295,12 @@ class OHEMSampler(SelectionBlock, _GluonCVOHEMBase):
         positive = x >= 0                                                   # (B, N)
         near = _ops.row_any(F, ious >= self._thresh)                        # (B, N)
         background = F.slice_axis(F.softmax(logits, axis=-1), axis=2, begin=0, end=1)
-        background = F.reshape(background, shape=(0, 0))                   # (B, N)
+        background = F.reshape(background, shape=(0, 0))                    # (B, N)
         eligible = ((x < 0) > near) * (background == background)           # NaN: never
         hardness = F.where(eligible, -background, F.zeros_like(background) - _ops.INF)
         quota = F.floor(F.maximum(_ops.row_sum(F, positive) * self._ratio,
                                   self._min_samples))                       # (B, 1)
-        return positive - _mining_ops.count_mask(F, hardness, quota)       # (B, N)
+        return positive - _ops.count_mask(F, hardness, quota)               # (B, N)
 
     def __repr__(self):
         return '{}(ratio={}, min_samples={}, thresh={})'.format(

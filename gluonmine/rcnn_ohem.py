@@ -28,10 +28,10 @@ from gluoncv.nn.coder import MultiClassEncoder
 from mxnet import autograd, gluon
 from mxnet import ndarray as nd
 
-from . import _checks, _mining_ops, _ops, boxes
+from . import _checks, _ops, boxes
 from .losses import rcnn_losses
 from .ohem import HardExampleMiner
-from .rcnn_target import RCNNTargetSampler, image_ious
+from .rcnn_target import RCNNTargetSampler
 
 #: Box target normalization of GluonCV's FasterRCNN (its RCNNTargetGenerator and
 #: box_decoder use these fixed defaults; the net does not expose them).
@@ -180,10 +180,13 @@ class OHEMFasterRCNN(gluon.Block):
         out = self.proposals(x)
         feat, (rpn_score, rpn_box, raw_score, raw_box, anchors) = out[:-5], out[-5:]
         feat = feat[:self.head.num_levels]                                  # P6 is never pooled
+        if self.mining.num_image != x.shape[0]:     # the IoU step is one operator an image
+            self.mining.num_image = x.shape[0]
+            self.mining._clear_cached_op()  # pylint: disable=protected-access
         with autograd.pause(train_mode=True):
             mined = self.mining(rpn_box, rpn_score, gt_box, gt_label, *feat)
-            chosen, stats = _Chosen(*mined[:6]), OHEMStats(*mined[6:])     # (B, K, ...)
-            slots = _mining_ops.column_index(nd, chosen.samples)            # (B, K)
+            chosen, stats = _Chosen(*mined[:6]), OHEMStats(*mined[6:])      # (B, K, ...)
+            slots = _ops.column_index(nd, chosen.samples)                   # (B, K)
         cls_pred, box_pred = self.head(chosen.rois, *feat)   # (B, K, C + 1), (B, K, C, 4)
         return OHEMOutputs(cls_pred, box_pred, chosen.rois, chosen.samples, chosen.matches,
                            raw_score, raw_box, anchors, chosen.cls_target, chosen.box_target,
@@ -276,9 +279,9 @@ def _pool_level(F, mode, feat, rois, size, stride):
 
 def _fpn_levels(F, rois, low, high):
     """GluonCV's FPN level of each RoI (Lin et al. 2017, Eq. 1): (B * L, 5) -> (B * L,)."""
-    _, x1, y1, x2, y2 = F.split(rois, axis=-1, num_outputs=5)              # (B * L, 1) each
+    _, x1, y1, x2, y2 = F.split(rois, axis=-1, num_outputs=5)               # (B * L, 1) each
     area = (x2 - x1 + 1) * (y2 - y1 + 1)                                    # (B * L, 1)
-    level = F.floor(4 + F.log2(F.sqrt(area) / 224. + 1e-6))                # (B * L, 1)
+    level = F.floor(4 + F.log2(F.sqrt(area) / 224. + 1e-6))                 # (B * L, 1)
     return F.reshape(F.clip(level, low, high), shape=(-1,))                 # (B * L,)
 
 
@@ -293,10 +296,11 @@ class _ReadOnlyMining(gluon.HybridBlock):
     def __init__(self, head, miner, labeler, num_class, rho, lambd):
         super(_ReadOnlyMining, self).__init__()
         self._num_class, self._rho, self._lambd = num_class, rho, lambd
+        self.num_image = None       # B of the graph; OHEMFasterRCNN sets it
         with self.name_scope():
             self.head = head
             self.miner = miner
-            self.labeler = labeler      # only its candidate labelling rule (``_label``) is used
+            self.labeler = labeler      # only its candidate rule, label_candidates, is used
             self.class_encoder = MultiClassEncoder()
 
     def hybrid_forward(self, F, proposals, scores, gt_box, gt_label, *feat):
@@ -306,7 +310,7 @@ class _ReadOnlyMining(gluon.HybridBlock):
                                candidates.box_target, candidates.box_mask, self._rho)  # (B, R) x2
         index, mask = self.miner(cls, box, candidates.rois, candidates.samples,
                                  candidates.cls_target)                     # (B, K), (B, R)
-        chosen = _Candidates(*[_take(F, x, index, fill)
+        chosen = _Candidates(*[_ops.gather_rows(F, x, index, fill=fill)
                                for x, fill in zip(candidates, _EMPTY)])     # (B, K, ...)
         stats = _stats(F, candidates, chosen, mask, cls + self._lambd * box)
         return tuple(chosen[:6]) + tuple(stats)
@@ -314,8 +318,8 @@ class _ReadOnlyMining(gluon.HybridBlock):
     def _candidates(self, F, proposals, scores, gt_box, gt_label):
         """Every proposal and ground truth of each image, labelled, with targets (B, R, ...)."""
         rois = F.concat(proposals, gt_box, dim=1)                           # (B, R, 4)
-        ious = image_ious(F, rois, gt_box)                                  # (B, R, M)
-        samples = self.labeler._label(F, ious, scores, gt_box)  # pylint: disable=protected-access
+        ious = boxes.per_image_iou(F, rois, gt_box, self.num_image)         # (B, R, M)
+        samples = self.labeler.label_candidates(F, ious, scores, gt_box)    # (B, R)
         matches, best = _ops.masked_argmax(F, ious, ious >= 0)              # (B, R) each
         cls_target = self.class_encoder(samples, matches, gt_label)         # (B, R)
         box_target, box_mask = self._box_targets(F, rois, samples, matches, cls_target, gt_box)
@@ -324,7 +328,7 @@ class _ReadOnlyMining(gluon.HybridBlock):
 
     def _box_targets(self, F, rois, samples, matches, cls_target, gt_box):
         """GluonCV's per-class box targets and masks, RoI by RoI: -> (B, R, C, 4) each."""
-        matched = _take(F, gt_box, matches, None)                          # (B, R, 4)
+        matched = _ops.gather_rows(F, gt_box, matches)                      # (B, R, 4)
         positive = F.broadcast_like(F.expand_dims(samples > 0, axis=-1), rois)  # (B, R, 4)
         codes = F.where(positive, boxes.encode(F, rois, matched, BOX_STDS),
                         F.zeros_like(rois))                                 # (B, R, 4)
@@ -358,29 +362,13 @@ def _check_inputs(x, gt_box, gt_label):
         _checks.check_same(name, other, 0, 'x', x, 0)
     _checks.check_same('gt_label', gt_label, 1, 'gt_box', gt_box, 1)
     if gt_box.shape[1] == 0:
-        gt_box = nd.full((gt_box.shape[0], 1, 4), -1, ctx=gt_box.context)  # (B, 1, 4)
-        gt_label = nd.full((gt_box.shape[0], 1, 1), -1, ctx=gt_box.context)  # (B, 1, 1)
+        gt_box = nd.full((gt_box.shape[0], 1, 4), -1, ctx=gt_box.context)   # (B, 1, 4)
+        gt_label = nd.full((gt_box.shape[0], 1, 1), -1, ctx=gt_box.context) # (B, 1, 1)
     return gt_box, gt_label
 
 
 def _as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
-
-
-def _take(F, x, index, fill):
-    """Rows of each image at index: x (B, L, ...), index (B, K) in [0, L) or -1 -> (B, K, ...).
-
-    ``fill`` goes where index is -1 (``None``: index is never -1).
-    """
-    rows = F.broadcast_like(F.reshape(F.contrib.arange_like(index, axis=0), shape=(-1, 1)),
-                            index)                                          # (B, K)
-    picked = F.gather_nd(x, F.stack(rows, F.maximum(index, 0), axis=0))    # (B, K, ...)
-    if fill is None:
-        return picked
-    flat = F.reshape(picked, shape=(0, 0, -1))                             # (B, K, D)
-    taken = F.broadcast_like(F.expand_dims(index >= 0, axis=-1), flat)     # (B, K, D)
-    flat = F.where(taken, flat, F.ones_like(flat) * fill)                  # (B, K, D)
-    return F.reshape_like(flat, picked)                                     # (B, K, ...)
 
 
 def _mean(F, x, mask):

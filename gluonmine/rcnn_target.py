@@ -8,46 +8,9 @@ P = max_pos. samples: +1 positive, -1 negative, 0 ignore; matches: index in [0, 
 from gluoncv.model_zoo.rcnn.faster_rcnn import rcnn_target as _gluoncv
 from mxnet import ndarray
 
-from . import _checks, _ops, labeling
-from . import boxes as _boxes
+from . import _checks, _ops, boxes, labeling
 from ._block import SelectionBlock
 from .quota import check_quota_args
-
-
-def image_ious(F, boxes, gt_boxes, num_image=None):
-    """IoU of every box with every ground truth of the same image.
-
-    boxes: (B, C, 4), gt_boxes: (B, M, 4) -> (B, C, M); a pair that does not
-    overlap, and a padding row, gives 0. With ``num_image`` = B (or NDArray
-    inputs, whose B is known): one fused ``contrib.box_iou`` an image, stacked,
-    the only step of the graph repeated per image. Without it, in a symbolic
-    graph: broadcast arithmetic, correct but about five times slower a pair.
-
-    Neither batched alternative serves: ``box_iou`` of the whole batch
-    computes B times the pairs, and ``contrib.foreach`` (one graph operator)
-    intermittently returns zeros inside a net hybridized with
-    ``static_alloc=True``, recorded by autograd, whose input shapes change
-    between calls: how GluonCV trains Faster R-CNN (MXNet 1.9.1).
-    """
-    if num_image is None and isinstance(boxes, ndarray.NDArray):
-        num_image = boxes.shape[0]
-    if num_image is None:
-        return _boxes._batched_iou(F, boxes, gt_boxes)  # pylint: disable=protected-access
-    if num_image == 1:
-        pairs = [(F.squeeze(boxes, axis=0), F.squeeze(gt_boxes, axis=0))]  # (C, 4), (M, 4)
-    else:
-        pairs = zip(F.split(boxes, num_outputs=num_image, axis=0, squeeze_axis=True),
-                    F.split(gt_boxes, num_outputs=num_image, axis=0, squeeze_axis=True))
-    return F.stack(*[F.contrib.box_iou(b, g, format='corner') for b, g in pairs],
-                   axis=0)                                                  # (B, C, M)
-
-
-def _take_rows(F, x, flat, k):
-    """Rows of x at flat positions of its first two axes.
-
-    x: (B, L, ...), flat: (B * k,) int64 positions ``b * L + j`` -> (B, k, ...).
-    """
-    return F.reshape(F.take(F.reshape(x, shape=(-3, -2)), flat), shape=(-4, -1, k, -2))
 
 
 def _column(F, x, value):
@@ -182,26 +145,24 @@ class RCNNTargetSampler(SelectionBlock, _gluoncv.RCNNTargetSampler):
         return rois, scores, gt_boxes
 
     def hybrid_forward(self, F, rois, scores, gt_boxes):
-        k = self._num_sample
         candidates = F.concat(rois, gt_boxes, dim=1)                        # (B, C, 4)
-        ious = image_ious(F, candidates, gt_boxes, self._batch)             # (B, C, M)
-        labels = self._label(F, ious, scores, gt_boxes)                     # (B, C)
+        ious = boxes.per_image_iou(F, candidates, gt_boxes, self._batch)    # (B, C, M)
+        labels = self.label_candidates(F, ious, scores, gt_boxes)           # (B, C)
         index, take = self._select(F, labels)                               # (B, K) each
-        # one flat index serves every gather: labels, candidates and ious share (B, C)
-        flat = _ops._flat_index(F, index, labels)  # pylint: disable=protected-access
-        samples = _take_rows(F, labels, flat, k) * take                     # (B, K)
-        boxes = _take_rows(F, candidates, flat, k)                          # (B, K, 4)
-        filled = F.broadcast_like(F.expand_dims(take, axis=-1), boxes)      # (B, K, 4)
-        boxes = F.where(filled, boxes, -F.ones_like(boxes))                 # (B, K, 4)
-        matches = self._match(F, ious, flat, samples)                       # (B, K)
-        return F.stop_gradient(boxes), F.stop_gradient(samples), F.stop_gradient(matches)
+        samples = _ops.gather_rows(F, labels, index) * take                 # (B, K)
+        # box_iou never gives NaN or negatives: the first maximum is the match
+        matches = F.argmax(_ops.gather_rows(F, ious, index), axis=-1) * take  # (B, K)
+        picked = _ops.gather_rows(F, candidates, index)                     # (B, K, 4)
+        picked = F.where(_ops.spread(F, take, 4), picked, -F.ones_like(picked))  # (B, K, 4)
+        return F.stop_gradient(picked), F.stop_gradient(samples), F.stop_gradient(matches)
 
-    def _label(self, F, ious, scores, gt_boxes):
+    def label_candidates(self, F, ious, scores, gt_boxes):
         """Labels of all candidates before sampling: ious (B, C, M) -> (B, C).
 
-        A live proposal (score >= 0) may be positive or negative, a padding
-        proposal neither; an appended ground truth only positive, which it is
-        when it is a real box (IoU 1 with itself), so padding rows get 0.
+        The proposals (B, N) with the ground truths (B, M) appended: a live
+        proposal (score >= 0) may be positive or negative, a padding proposal
+        neither; an appended ground truth only positive, which it is when it is
+        a real box (IoU 1 with itself), so padding rows get 0.
         """
         live = F.reshape(scores, shape=(0, -1)) >= 0                        # (B, N)
         # 2: live proposal, 1: ground truth, 0: padding proposal
@@ -229,24 +190,6 @@ class RCNNTargetSampler(SelectionBlock, _gluoncv.RCNNTargetSampler):
             keys = keys + 2 * kept                                          # (B, C)
             eligible = eligible + kept                                      # (B, C)
         return _ops.top_entries(F, keys, eligible, self._num_sample)        # (B, K) each
-
-    def _match(self, F, ious, flat, samples):
-        """Ground truth of largest IoU for the positive slots (the first P), 0 elsewhere.
-
-        ious: (B, C, M), flat: (B * K,) positions of the slots, samples: (B, K)
-        -> (B, K). Only positives carry a box target, so only their IoU rows
-        are searched: a (B, P, M) argmax instead of (B, K, M).
-        """
-        k, p = self._num_sample, self._max_pos
-        if p == 0:
-            return F.zeros_like(samples)
-        first = F.reshape(F.slice_axis(F.reshape(flat, shape=(-1, k)), axis=1, begin=0, end=p),
-                          shape=(-1,))                                      # (B * P,)
-        matches = F.argmax(_take_rows(F, ious, first, p), axis=-1)         # (B, P)
-        if p < k:
-            rest = F.slice_axis(samples, axis=1, begin=p, end=None)         # (B, K - P)
-            matches = F.concat(matches, F.zeros_like(rest), dim=1)          # (B, K)
-        return matches * (samples > 0)                                      # (B, K)
 
     def __repr__(self):
         args = dict(num_sample=self._num_sample, max_pos=self._max_pos,

@@ -183,7 +183,7 @@ class RPNTargetGenerator(SelectionBlock):
             cut = labeling.positive_cut(F, best, args['pos_iou_thresh'],
                                         args['min_forced_iou'])             # (B, M)
             hits = F.broadcast_greater_equal(F.reshape(ious, shape=(0, -1)),
-                                             F.reshape(cut, shape=(1, -1)))  # (N, B * M)
+                                             F.reshape(cut, shape=(1, -1))) # (N, B * M)
             hits = F.reshape_like(hits, ious)                               # (N, B, M)
         else:
             hits = ious >= args['pos_iou_thresh']                           # (N, B, M)
@@ -201,14 +201,13 @@ class RPNTargetGenerator(SelectionBlock):
         if k == 0:
             return F.zeros_like(box_mask), box_mask
         index, take = _ops.top_entries(F, samples, samples > 0, k)          # (B, K) each
-        rows = _ops.gather_rows(F, ious, index, k, image_axis=1)            # (B, K, M)
+        rows = _ops.gather_rows(F, ious, index, image_axis=1)               # (B, K, M)
         matches = F.argmax(rows, axis=-1)                                   # (B, K) first maximum
-        gt = _ops.gather_rows(F, gt_boxes, F.cast(matches, dtype='int64'), k)  # (B, K, 4)
+        gt = _ops.gather_rows(F, gt_boxes, matches)                         # (B, K, 4)
         if self._shared:
             mine = F.take(anchors, index, axis=0, mode='clip')              # (B, K, 4)
         else:
-            mine = _ops.gather_rows(F, anchors, index, k)                   # (B, K, 4)
+            mine = _ops.gather_rows(F, anchors, index)                      # (B, K, 4)
         codes = boxes.encode(F, mine, gt, self._stds)                       # (B, K, 4)
-        codes = F.where(_ops.spread(F, take, 4), codes, F.zeros_like(codes))  # (B, K, 4)
-        box_target = _ops.scatter_top(F, codes, index, box_mask, k)         # (B, N, 4)
+        box_target = _ops.scatter_top(F, codes, index, take, box_mask)      # (B, N, 4)
         return box_target, box_mask

@@ -7,7 +7,8 @@ import random
 import mxnet as mx
 import numpy as np
 import pytest
-from mxnet import gluon
+from mxnet import gluon, nd
+from numpy.testing import assert_array_equal
 
 MODES = ('eager', 'hybrid', 'exported')
 
@@ -102,3 +103,28 @@ def random_boxes(rng, n, size=100., min_side=2., max_side=40.):
     xy = rng.uniform(0, size - max_side, size=(n, 2))
     wh = rng.uniform(min_side, max_side, size=(n, 2))
     return np.concatenate([xy, xy + wh], axis=1).astype('float32')
+
+
+class Wrap(gluon.HybridBlock):
+    """Runs a primitive inside a HybridBlock, so it is also built with F = mx.sym."""
+
+    def __init__(self, fn):
+        super(Wrap, self).__init__()
+        self._fn = fn
+
+    def hybrid_forward(self, F, *args):  # pylint: disable=arguments-differ
+        return self._fn(F, *args)
+
+
+def both(fn, *args):
+    """fn(F, *args) eagerly and hybridized: outputs as lists of numpy arrays, both equal."""
+    outputs = []
+    for hybrid in (False, True):
+        block = Wrap(fn)
+        if hybrid:
+            block.hybridize()
+        out = block(*[nd.array(a) for a in args])
+        outputs.append([o.asnumpy() for o in (out if isinstance(out, (list, tuple)) else [out])])
+    for got, want in zip(*outputs):
+        assert_array_equal(got, want)
+    return outputs[0]

@@ -5,9 +5,10 @@ import pytest
 from mxnet import nd
 from numpy.testing import assert_array_equal
 
+from conftest import both, no_host_sync
 from gluonmine import _ops
 
-INF = float('inf')
+NAN, INF = float('nan'), float('inf')
 
 
 def test_col_max_skips_nan_and_reduces_the_middle_axis():
@@ -43,14 +44,28 @@ def test_spread_repeats_along_a_new_axis():
     assert_array_equal(_ops.spread(nd, x, 4).asnumpy(), np.repeat([[1, 0, 2]], 4, 0).T[None])
 
 
-def test_gather_rows_and_scatter_top_roundtrip():
+def test_gather_rows_any_layout_and_fill():
     x = nd.arange(24).reshape((2, 4, 3))                                   # (B, L, 3)
     index = nd.array([[3, 0], [1, 2]], dtype='int64')
-    assert_array_equal(_ops.gather_rows(nd, x, index, 2).asnumpy(),
-                       x.asnumpy()[[[0, 0], [1, 1]], [[3, 0], [1, 2]]])
-    values = nd.array([[7, 8], [9, 0]])                                     # 0 where not taken
-    got = _ops.scatter_top(nd, values, index, nd.zeros((2, 4)), 2).asnumpy()
-    assert_array_equal(got, [[8, 0, 0, 7], [0, 9, 0, 0]])
+    want = x.asnumpy()[[[0, 0], [1, 1]], [[3, 0], [1, 2]]]
+    assert_array_equal(_ops.gather_rows(nd, x, index).asnumpy(), want)
+    assert_array_equal(_ops.gather_rows(nd, x.transpose((1, 0, 2)), index,
+                                        image_axis=1).asnumpy(), want)
+    # -1 picks the fill, on 2-D and 3-D inputs
+    index = nd.array([[3, -1], [-1, 2]])
+    got = _ops.gather_rows(nd, x, index, fill=-7).asnumpy()
+    assert_array_equal(got[0, 1], [-7] * 3) and assert_array_equal(got[0, 0], want[0, 0])
+    assert_array_equal(_ops.gather_rows(nd, x[:, :, 0], index, fill=-7).asnumpy(),
+                       [[9, -7], [-7, 18]])
+
+
+def test_scatter_top_writes_taken_values_only():
+    # image 0 takes both picks; image 1 takes one, its other pick (index 9) is padding
+    values = nd.array([[[7, 7], [8, 8]], [[9, 9], [5, 5]]])                # (B, K, 2)
+    index = nd.array([[3, 0], [1, 9]], dtype='int64')
+    take = nd.array([[1, 1], [1, 0]])
+    got = _ops.scatter_top(nd, values, index, take, nd.zeros((2, 4, 2))).asnumpy()
+    assert_array_equal(got[..., 0], [[8, 0, 0, 7], [0, 9, 0, 0]])
 
 
 # keys: image 0 has a three-way tie at 3 and an invalid 7; image 1 is distinct
@@ -123,3 +138,98 @@ def test_primitives_run_symbolically():
     hybrid = [o.asnumpy() for o in block(KEYS, VALID, nd.array([[2], [1]]))]
     for got, want in zip(hybrid, eager):
         assert_array_equal(got, want)
+
+
+def test_primitives_never_read_back_to_the_host():
+    keys = nd.array(np.random.RandomState(4).rand(2, 50))
+    with no_host_sync():
+        _ops.count_mask(mx.nd, keys, nd.array([[3], [60]]), 4)
+        _ops.stable_order(mx.nd, keys, keys > 0.5, 5)
+        _ops.rank_mask(mx.nd, keys, keys > 0.5, 5, nd.array([[3], [60]]))
+        _ops.random_subset(mx.nd, keys > 0.5, 5)
+        mx.nd.waitall()
+
+
+def test_finite_and_finite_rows():
+    x = np.float32([[1, NAN, INF, -INF, 0]])
+    assert_array_equal(both(_ops.finite, x)[0], [[1, 0, 0, 0, 1]])
+    boxes = np.float32([[[0, 0, 1, 1], [0, NAN, 1, 1], [0, 0, INF, 1]]])
+    assert_array_equal(both(_ops.finite_rows, boxes)[0], [[1, 0, 0]])
+
+
+# ------------------------------------------------------------ stable_order
+
+def test_stable_order_ties_in_column_order():
+    keys = np.float32([[5, 3, 3, 3, 1, 7], [1, 2, 3, 4, 5, 6]])
+    valid = np.float32([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]])
+    order = lambda k: both(lambda F, x, v: _ops.stable_order(F, x, v, k), keys, valid)[0]
+    assert_array_equal(order(3), [[0, 1, 2], [5, 4, 3]])
+    assert_array_equal(order(None), [[0, 1, 2, 3, 4, -1], [5, 4, 3, 2, 1, 0]])
+    assert_array_equal(order(8), [[0, 1, 2, 3, 4, -1, -1, -1], [5, 4, 3, 2, 1, 0, -1, -1]])
+    assert_array_equal(order(1), [[0], [5]])
+
+
+def test_stable_order_on_a_long_row_of_few_values():
+    rng = np.random.RandomState(1)
+    keys = rng.randint(0, 4, (2, 4000)).astype('float32')
+    want = np.argsort(-keys, axis=1, kind='stable')
+    got = both(lambda F, x, v: _ops.stable_order(F, x, v, None), keys, np.ones_like(keys))
+    assert_array_equal(got[0], want)
+    got = both(lambda F, x, v: _ops.stable_order(F, x, v, 50), keys, np.ones_like(keys))
+    assert_array_equal(got[0], want[:, :50])
+
+
+def test_gather_rows_with_float_indices():
+    x = np.float32([[10, 11, 12], [20, 21, 22]])
+    got = both(_ops.gather_rows, x, np.float32([[2, 0], [1, 1]]))[0]
+    assert_array_equal(got, [[12, 10], [21, 21]])
+
+
+# ------------------------------------------------------------ count_mask
+
+def count_mask(keys, count, fast_k):
+    return both(lambda F, x, c: _ops.count_mask(F, x, c, fast_k), np.float32(keys),
+                np.float32(count).reshape(-1, 1))[0]
+
+
+def test_count_mask_exact_counts_ties_and_empty_rows():
+    keys = [[5, 3, 3, 3, 1, -INF], [1, 2, 3, 4, 5, 6], [-INF] * 6]
+    # counts within the top-k: the 3s tie, the lower indices win
+    assert_array_equal(count_mask(keys, [2, 1, 3], 3),
+                       [[1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1], [0] * 6])
+    # count 0, and more than the valid entries
+    assert_array_equal(count_mask(keys, [0, 9, 0], 3), [[0] * 6, [1] * 6, [0] * 6])
+    # counts above fast_k = 2 take the full-sort path; row 1 (count 1) does not
+    assert_array_equal(count_mask(keys, [3, 1, 4], 2),
+                       [[1, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 1], [0] * 6])
+
+
+@pytest.mark.parametrize('fast_k', [4, 256])
+def test_count_mask_matches_a_stable_sort(fast_k):
+    rng = np.random.RandomState(2)
+    keys = np.round(rng.randn(5, 700), 1).astype('float32')
+    keys[rng.rand(5, 700) < 0.2] = -INF
+    count = np.float32([0, 3, 40, 300, 700])
+    got = count_mask(keys, count, fast_k)
+    for b in range(5):
+        order = [i for i in np.argsort(-keys[b], kind='stable') if keys[b, i] > -INF]
+        assert_array_equal(np.flatnonzero(got[b]), np.sort(order[:int(count[b])]))
+
+
+# ------------------------------------------------------------ compact and index_mask
+
+def test_compact_moves_kept_entries_forward():
+    values = np.float32([[4, 5, 6, 7], [1, 2, 3, 4]])
+    keep = np.float32([[0, 1, 0, 1], [0, 0, 0, 0]])
+    assert_array_equal(both(_ops.compact, values, keep)[0],
+                       [[5, 7, -1, -1], [-1, -1, -1, -1]])
+
+
+def test_index_mask_from_index_lists():
+    index = np.float32([[3, 0, -1], [-1, -1, -1], [4, 1, 2]])
+    like = np.zeros((3, 5), 'float32')
+    assert_array_equal(both(_ops.index_mask, index, like)[0],
+                       [[1, 0, 0, 1, 0], [0, 0, 0, 0, 0], [0, 1, 1, 0, 1]])
+    # K larger than N
+    assert_array_equal(both(_ops.index_mask, np.float32([[1, -1, -1, -1]]),
+                            np.zeros((1, 2), 'float32'))[0], [[0, 1]])

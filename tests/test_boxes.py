@@ -1,4 +1,5 @@
 """Box geometry: batched IoU, the border rule and the encoder against MXNet and GluonCV."""
+import mxnet as mx
 import numpy as np
 from gluoncv.nn.coder import NumPyNormalizedBoxCenterEncoder
 from mxnet import nd
@@ -42,3 +43,19 @@ def test_encode_equals_gluoncv_numpy_encoder():
         np.ones((1, 30)), np.arange(30)[None], anchors, gt)
     got = boxes.encode(nd, nd.array(anchors), nd.array(gt), stds).asnumpy()
     assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_per_image_iou_equals_box_iou_per_image():
+    rng = np.random.RandomState(10)
+    rois = np.stack([random_boxes(rng, 40) for _ in range(3)])
+    gt = np.stack([random_boxes(rng, 6) for _ in range(3)])
+    gt[1, 4:] = -1                                  # padding rows
+    want = np.stack([nd.contrib.box_iou(nd.array(r), nd.array(g)).asnumpy()
+                     for r, g in zip(rois, gt)])
+    assert_array_equal(boxes.per_image_iou(nd, nd.array(rois), nd.array(gt)).asnumpy(), want)
+    for num_image in (3, None):         # None in a symbolic graph: broadcast arithmetic
+        symbol = boxes.per_image_iou(mx.sym, mx.sym.var('boxes'), mx.sym.var('gt'), num_image)
+        executor = symbol.bind(mx.cpu(), {'boxes': nd.array(rois), 'gt': nd.array(gt)})
+        np.testing.assert_allclose(executor.forward()[0].asnumpy(), want, atol=1e-6)
+    single = boxes.per_image_iou(nd, nd.array(rois[:1]), nd.array(gt[:1]), num_image=1)
+    assert_array_equal(single.asnumpy(), want[:1])
