@@ -7,9 +7,10 @@ hard example miners. The public names below are the contract of
 from .hard_negative import HardNegativeMiner
 from .ohem import HardExampleMiner, OHEMSampler
 from .quota import QuotaSampler
+from .rcnn_target import RCNNTargetSampler
 from .rpn import RPNTargetGenerator, RPNTargetSampler
 
 __version__ = '0.1.0'
 
 __all__ = ['HardExampleMiner', 'HardNegativeMiner', 'OHEMSampler', 'QuotaSampler',
-           'RPNTargetGenerator', 'RPNTargetSampler', '__version__']
+           'RCNNTargetSampler', 'RPNTargetGenerator', 'RPNTargetSampler', '__version__']

@@ -82,3 +82,17 @@ def check_same(name, x, axis, other_name, other, other_axis):
     if x.shape[axis] != other.shape[other_axis]:
         raise ValueError('{} has shape {} and {} has shape {}: their axes {} and {} must '
                          'match'.format(name, x.shape, other_name, other.shape, axis, other_axis))
+
+
+def padding_if_empty(gt):
+    """One padding row (-1) in place of a ground-truth axis of length 0.
+
+    gt: (B, M, D) NDArray; MXNet has no zero-size arrays in most operators, and
+    a batch without any object is common. A padding row gives the same labels
+    (it overlaps nothing and forces nothing), so (B, 0, D) becomes (B, 1, D)
+    of -1. Symbols and non-empty arrays pass unchanged.
+    """
+    if not is_array(gt) or gt.ndim < 2 or gt.shape[1] > 0:
+        return gt
+    return ndarray.full((gt.shape[0], 1) + tuple(gt.shape[2:]), -1, ctx=gt.context,
+                        dtype=gt.dtype)

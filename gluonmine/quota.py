@@ -8,7 +8,7 @@ from . import _checks, labeling, sampling
 from ._block import SelectionBlock
 
 
-class _QuotaSamplerBase(SelectionBlock):
+class _QuotaSamplerBase(sampling.QuotaProperties, SelectionBlock):
     """Label by IoU bands, subsample to quotas, match: shared by the quota samplers.
 
     Subclasses only validate and name their arguments; the rule itself is
@@ -26,16 +26,6 @@ class _QuotaSamplerBase(SelectionBlock):
             pos_iou_thresh=pos_iou_thresh, neg_iou_thresh_low=neg_iou_thresh_low,
             neg_iou_thresh_high=neg_iou_thresh_high, force_positives=force_positives,
             min_forced_iou=min_forced_iou, clobber_positives=bool(clobber_positives))
-
-    @property
-    def num_sample(self):
-        """Number of candidates sampled per image (positives plus negatives)."""
-        return self._num_sample
-
-    @property
-    def max_pos(self):
-        """Positive quota per image, ``round(num_sample * pos_ratio)``."""
-        return self._max_pos
 
     @property
     def label_args(self):

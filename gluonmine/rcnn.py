@@ -4,14 +4,17 @@ Shape shorthand: B images, N anchors, M ground truths. The RCNN stage samples
 inside the network (``net.sampler``); the RPN stage samples on the data side,
 in the training transform or, with device targets, in the training loop.
 The OHEM training step (a read-only pass of the RCNN head over all RoIs,
-mining, then forward and backward over the selected RoIs) joins this module.
+mining, then forward and backward over the selected RoIs only) is
+:class:`~gluonmine.rcnn_ohem.OHEMFasterRCNN`, re-exported here.
 """
 from gluoncv.model_zoo.rcnn.faster_rcnn.faster_rcnn import FasterRCNN
 
+from .rcnn_ohem import NEGATIVE_IOU_EDGES, OHEMFasterRCNN, OHEMOutputs, OHEMStats
 from .rcnn_target import RCNNTargetSampler
 from .rpn import RPNTargetGenerator
 
-__all__ = ['install_samplers', 'rcnn_sampler_for']
+__all__ = ['install_samplers', 'rcnn_sampler_for', 'OHEMFasterRCNN', 'OHEMOutputs', 'OHEMStats',
+           'NEGATIVE_IOU_EDGES']
 
 #: The transform arguments that shape device-side RPN targets (the others are image-side).
 DEVICE_TARGET_ARGS = ('num_sample', 'pos_iou_thresh', 'neg_iou_thresh', 'pos_ratio',

@@ -361,10 +361,7 @@ def _check_inputs(x, gt_box, gt_label):
     for name, other in [('gt_box', gt_box), ('gt_label', gt_label)]:
         _checks.check_same(name, other, 0, 'x', x, 0)
     _checks.check_same('gt_label', gt_label, 1, 'gt_box', gt_box, 1)
-    if gt_box.shape[1] == 0:
-        gt_box = nd.full((gt_box.shape[0], 1, 4), -1, ctx=gt_box.context)   # (B, 1, 4)
-        gt_label = nd.full((gt_box.shape[0], 1, 1), -1, ctx=gt_box.context) # (B, 1, 1)
-    return gt_box, gt_label
+    return _checks.padding_if_empty(gt_box), _checks.padding_if_empty(gt_label)
 
 
 def _as_list(x):

@@ -6,9 +6,8 @@ P = max_pos. samples: +1 positive, -1 negative, 0 ignore; matches: index in [0, 
 """
 # pylint: disable=arguments-differ, invalid-name
 from gluoncv.model_zoo.rcnn.faster_rcnn import rcnn_target as _gluoncv
-from mxnet import ndarray
 
-from . import _checks, _ops, boxes, labeling
+from . import _checks, _ops, boxes, labeling, sampling
 from ._block import SelectionBlock
 from .quota import check_quota_args
 
@@ -18,7 +17,7 @@ def _column(F, x, value):
     return F.reshape(F.ones_like(F.slice_axis(x, axis=-1, begin=0, end=1)), shape=(0, -1)) * value
 
 
-class RCNNTargetSampler(SelectionBlock, _gluoncv.RCNNTargetSampler):
+class RCNNTargetSampler(sampling.QuotaProperties, SelectionBlock, _gluoncv.RCNNTargetSampler):
     """Sample RoIs for the RCNN head, batched: drop-in for GluonCV's sampler.
 
     The Fast R-CNN rule (Girshick, 2015, Sec. 2.3) on the proposals with the
@@ -115,16 +114,6 @@ class RCNNTargetSampler(SelectionBlock, _gluoncv.RCNNTargetSampler):
         self._neg_iou_thresh_low = low
         self._batch = num_image         # B of the graph: the IoU step is one op an image
 
-    @property
-    def num_sample(self):
-        """Output slots an image."""
-        return self._num_sample
-
-    @property
-    def max_pos(self):
-        """Positive quota an image, ``round(num_sample * pos_ratio)``."""
-        return self._max_pos
-
     def check_inputs(self, rois, scores, gt_boxes):
         _checks.check_shape('rois', rois, '(B, N, 4)', last=4)
         if _checks.is_array(scores) and not (scores.ndim == 2 or (
@@ -138,11 +127,7 @@ class RCNNTargetSampler(SelectionBlock, _gluoncv.RCNNTargetSampler):
         if _checks.is_array(rois) and rois.shape[0] != self._batch:
             self._batch = rois.shape[0]
             self._clear_cached_op()
-        if _checks.is_array(gt_boxes) and gt_boxes.shape[1] == 0:
-            # no ground truth in the whole batch: one padding row gives the same samples
-            gt_boxes = ndarray.full((gt_boxes.shape[0], 1, 4), -1, ctx=gt_boxes.context,
-                                    dtype=gt_boxes.dtype)
-        return rois, scores, gt_boxes
+        return rois, scores, _checks.padding_if_empty(gt_boxes)
 
     def hybrid_forward(self, F, rois, scores, gt_boxes):
         candidates = F.concat(rois, gt_boxes, dim=1)                        # (B, C, 4)

@@ -5,8 +5,6 @@ samples: +1 positive, -1 negative, 0 ignore; cls_target: +1 positive,
 0 negative, -1 ignore (GluonCV's RPN convention).
 """
 # pylint: disable=arguments-differ, invalid-name
-from mxnet import ndarray
-
 from . import _checks, _ops, boxes, labeling
 from ._block import SelectionBlock
 from .quota import _QuotaSamplerBase, check_quota_args
@@ -151,11 +149,7 @@ class RPNTargetGenerator(SelectionBlock):
             if (anchors.ndim == 2) != self._shared:
                 self._shared = anchors.ndim == 2
                 self._clear_cached_op()
-        if _checks.is_array(gt_boxes) and gt_boxes.shape[1] == 0:
-            # no ground truth in the whole batch: one padding row gives the same labels
-            gt_boxes = ndarray.full((gt_boxes.shape[0], 1, 4), -1, ctx=gt_boxes.context,
-                                    dtype=gt_boxes.dtype)
-        return gt_boxes, anchors, im_hw
+        return _checks.padding_if_empty(gt_boxes), anchors, im_hw
 
     def hybrid_forward(self, F, gt_boxes, anchors, im_hw):
         ious = boxes.pairwise_iou(F, anchors, gt_boxes, self._shared)       # (N, B, M)

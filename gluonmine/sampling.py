@@ -7,6 +7,20 @@ Shape shorthand: B images, N candidates; samples: +1 positive, -1 negative,
 from . import _ops
 
 
+class QuotaProperties(object):
+    """``num_sample`` and ``max_pos`` of a quota sampler (from ``_num_sample``, ``_max_pos``)."""
+
+    @property
+    def num_sample(self):
+        """Candidates sampled per image (positives plus negatives)."""
+        return self._num_sample
+
+    @property
+    def max_pos(self):
+        """Positive quota per image, ``round(num_sample * pos_ratio)``."""
+        return self._max_pos
+
+
 def max_positives(num_sample, pos_ratio):
     """The positive quota, ``round(num_sample * pos_ratio)`` as GluonCV computes it."""
     return int(round(num_sample * pos_ratio))

@@ -107,7 +107,7 @@ class FasterRCNNTrainTransform(FasterRCNNDefaultTrainTransform):
         """GluonCV's call: gt_boxes (M, 4), anchors (N, 4) -> NumPy (N,), (N, 4), (N, 4)."""
         self._seed_worker()
         im_hw = mx.nd.array([[height, width]], ctx=anchors.context)
-        if gt_boxes.size == 0:      # no object: one padding row (MXNet has no empty arrays)
+        if gt_boxes.size == 0:      # MXNet cannot expand an empty array: (0, 4) -> (1, 0, 4)
             gt_boxes = mx.nd.full((1, 4), -1, ctx=anchors.context)
         cls_target, box_target, box_mask = self._generator(
             gt_boxes.expand_dims(axis=0), anchors, im_hw)

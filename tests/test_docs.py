@@ -9,7 +9,8 @@ import pytest
 import gluonmine
 
 MODULES = ['gluonmine.quota', 'gluonmine.rpn', 'gluonmine.transforms', 'gluonmine.rcnn_target',
-           'gluonmine.ohem', 'gluonmine.hard_negative', 'gluonmine.losses', 'gluonmine.rcnn']
+           'gluonmine.ohem', 'gluonmine.hard_negative', 'gluonmine.losses', 'gluonmine.rcnn',
+           'gluonmine.rcnn_ohem', 'gluonmine.data']
 
 
 def public_classes():
