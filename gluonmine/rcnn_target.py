@@ -27,7 +27,7 @@ class RCNNTargetSampler(sampling.QuotaProperties, SelectionBlock, _gluoncv.RCNNT
     ``neg_iou_thresh_low <= best < neg_iou_thresh_high``. Proposals with score
     < 0 (GluonCV's RPN padding) are never sampled; appended ground truths are
     sampled as positives only, so padding rows (and boxes of zero area) never
-    are. Then, per image, a uniformly random ``min(num_pos, max_pos)``
+    are; a box with a NaN or infinite coordinate counts as padding. Then, per image, a uniformly random ``min(num_pos, max_pos)``
     positives, ``max_pos = round(num_sample * pos_ratio)``, and a uniformly
     random ``min(num_neg, num_sample - positives taken)`` negatives. Each
     candidate fills at most one slot; slots left over get label 0 (no loss),
@@ -130,6 +130,11 @@ class RCNNTargetSampler(sampling.QuotaProperties, SelectionBlock, _gluoncv.RCNNT
         return rois, scores, _checks.padding_if_empty(gt_boxes)
 
     def hybrid_forward(self, F, rois, scores, gt_boxes):
+        # boxes with NaN or infinite coordinates are padding: never sampled, never matched
+        scores = F.where(_ops.finite_rows(F, rois), F.reshape(scores, shape=(0, -1)),
+                         -F.ones_like(F.reshape(scores, shape=(0, -1))))    # (B, N)
+        gt_boxes = F.where(_ops.spread(F, _ops.finite_rows(F, gt_boxes), 4), gt_boxes,
+                           -F.ones_like(gt_boxes))                          # (B, M, 4)
         candidates = F.concat(rois, gt_boxes, dim=1)                        # (B, C, 4)
         ious = boxes.per_image_iou(F, candidates, gt_boxes, self._batch)    # (B, C, M)
         labels = self.label_candidates(F, ious, scores, gt_boxes)           # (B, C)

@@ -355,3 +355,13 @@ def test_scores_without_trailing_axis_are_accepted():
     without = run(sampler(32, num_image=3), rois, scores[..., 0], gt)
     for a, b in zip(with_axis, without):
         assert_array_equal(a, b)
+
+
+def test_non_finite_boxes_count_as_padding():
+    # proposal 1 has a NaN corner, ground truth 1 an infinite one: neither is ever sampled
+    rois = np.array([[[0, 0, 10, 10], [np.nan, 0, 5, 5], [30, 30, 40, 40]]], 'float32')
+    gt = np.array([[[0, 0, 10, 10], [0, 0, np.inf, 5]]], 'float32')
+    scores = np.array([[0.9, 0.8, 0.7]], 'float32')
+    boxes, samples, _ = run(sampler(num_sample=4, pos_ratio=0.5), rois, scores, gt)
+    assert np.isfinite(boxes).all()
+    assert_array_equal(np.sort(samples[0]), [-1, 0, 1, 1])
