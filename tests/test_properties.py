@@ -6,6 +6,7 @@ Each example is checked against a plain NumPy statement of the rule.
 
 The default profile keeps CI fast; ``GLUONMINE_HYPOTHESIS=long`` runs 20x more.
 """
+import math
 import os
 
 import numpy as np
@@ -13,7 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mxnet import nd
 
-from gluonmine import QuotaSampler, RPNTargetGenerator, RPNTargetSampler
+from conftest import random_boxes
+from gluonmine import (HardExampleMiner, HardNegativeMiner, OHEMSampler, QuotaSampler,
+                       RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler)
 from gluonmine.labeling import EPS
 
 settings.register_profile('ci', max_examples=60, deadline=None,
@@ -151,3 +154,147 @@ def test_rpn_generator_invariants(inputs, num_sample):
         assert (cls_target[b][outside] == -1).all()             # never use an outside anchor
         if (gt[b, :, 0] < 0).all():
             assert (cls_target[b] != 1).all()                   # padding forces nothing
+
+
+# ---------------------------------------------------------------- miners
+
+LOSSES = [0., 0.5, 1., 2., float('nan'), float('inf'), float('-inf')]
+
+
+def values_like(draw, shape, special, low=0., high=5.):
+    """float32 array of shape with a mix of special values (ties, NaN, inf) and floats."""
+    pick = st.one_of(st.sampled_from(special), st.floats(low, high, width=32))
+    size = int(np.prod(shape))
+    return np.array(draw(st.lists(pick, min_size=size, max_size=size)),
+                    dtype='float32').reshape(shape)
+
+
+@st.composite
+def mining_inputs(draw):
+    """cls, loc (B, N), boxes (B, N, 4) with duplicates and zero-area ones, samples, labels."""
+    b, n = draw(st.integers(1, 3)), draw(st.integers(1, 25))
+    rng = np.random.RandomState(draw(st.integers(0, 2 ** 31 - 1)))
+    boxes = np.stack([random_boxes(rng, n, 60., 0., 30.) for _ in range(b)])
+    if n > 1 and draw(st.booleans()):
+        boxes[:, 1] = boxes[:, 0]                               # duplicates
+    if draw(st.booleans()):
+        boxes[:, -1, 2] = boxes[:, -1, 0]                       # zero area
+    samples = rng.choice([-1., 0., 1.], size=(b, n)).astype('float32')
+    labels = rng.randint(0, 3, (b, n)).astype('float32')
+    return (values_like(draw, (b, n), LOSSES), values_like(draw, (b, n), LOSSES),
+            boxes, samples, labels)
+
+
+@given(inputs=mining_inputs(), k=st.sampled_from([None, 1, 3, 8]),
+       iou=st.sampled_from([None, 0.3, 0.7]), loss_type=st.sampled_from(['cls', 'loc', 'both']),
+       cap=st.sampled_from([None, 0., 0.5, 3.]), minimum=st.sampled_from([0, 2]),
+       by_label=st.booleans(), scope=st.sampled_from(['image', 'batch']))
+def test_hard_example_miner_equals_the_reference(inputs, k, iou, loss_type, cap, minimum,
+                                                 by_label, scope):
+    from test_ohem import reference_mine
+    by_label = by_label and iou is not None
+    kwargs = dict(num_hard_examples=k, iou_threshold=iou, loss_type=loss_type,
+                  max_negatives_per_positive=cap, min_negatives_per_image=minimum,
+                  nms_by_label=by_label, scope=scope)
+    cls, loc, boxes, samples, labels = inputs
+    args = [cls, loc, boxes, samples] + ([labels] if by_label else [])
+    indices, mask = [o.asnumpy() for o in HardExampleMiner(**kwargs)(
+        *[nd.array(x) for x in args])]
+    with np.errstate(invalid='ignore'):                                 # inf - inf in the sum
+        want_indices, want_mask = reference_mine(cls, loc, boxes, samples, labels, **kwargs)
+    np.testing.assert_array_equal(indices, want_indices)
+    np.testing.assert_array_equal(mask, want_mask)
+    assert indices.shape == (len(cls), cls.shape[1] if k is None else k)
+
+
+@given(seed=st.integers(0, 2 ** 31 - 1), shape=st.tuples(st.integers(1, 3), st.integers(1, 60)),
+       ratio=st.sampled_from([0., 0.5, 1., 3.]), minimum=st.sampled_from([0, 1, 5]),
+       data=st.data())
+def test_hard_negative_miner_equals_the_reference(seed, shape, ratio, minimum, data):
+    from test_hard_negative import reference
+    rng = np.random.RandomState(seed)
+    values = values_like(data.draw, shape, LOSSES)
+    samples = rng.choice([-1., 0., 1.], size=shape, p=[0.6, 0.2, 0.2]).astype('float32')
+    got = HardNegativeMiner(ratio, minimum)(nd.array(values), nd.array(samples)).asnumpy()
+    np.testing.assert_array_equal(got, reference(values, samples, ratio, minimum))
+
+
+@given(seed=st.integers(0, 2 ** 31 - 1), shape=st.tuples(st.integers(1, 3), st.integers(1, 50),
+                                                          st.integers(1, 4)),
+       ratio=st.sampled_from([0.5, 1., 3.]), minimum=st.sampled_from([0, 3]),
+       thresh=st.sampled_from([0.3, 0.5]))
+def test_ohem_sampler_invariants(seed, shape, ratio, minimum, thresh):
+    rng = np.random.RandomState(seed)
+    b, n, m = shape
+    matches = rng.choice([-1., 0., 1.], size=(b, n), p=[0.8, 0.1, 0.1]).astype('float32')
+    logits = rng.randn(b, n, 4).astype('float32')
+    logits[rng.rand(b, n) < 0.05] = np.nan
+    ious = rng.rand(b, n, m).astype('float32')
+    ious[rng.rand(b, n, m) < 0.05] = np.nan
+    samples = OHEMSampler(ratio, minimum, thresh)(
+        nd.array(matches), nd.array(logits), nd.array(ious)).asnumpy()
+    with np.errstate(invalid='ignore'):
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        p_background = np.exp(shifted[..., 0]) / np.exp(shifted).sum(axis=-1)
+        near = (np.nan_to_num(ious, nan=-1.) >= thresh).any(axis=-1)
+    eligible = (matches < 0) & ~near & np.isfinite(p_background)
+    assert set(np.unique(samples)) <= {-1., 0., 1.}
+    np.testing.assert_array_equal(samples > 0, matches >= 0)          # positives untouched
+    assert not ((samples < 0) & ~eligible).any()                      # only eligible negatives
+    for i in range(b):
+        quota = math.floor(max(minimum, np.float32(ratio) * np.float32((matches[i] >= 0).sum())))
+        assert (samples[i] < 0).sum() == min(quota, eligible[i].sum())
+        chosen = p_background[i][samples[i] < 0]
+        left = p_background[i][eligible[i] & (samples[i] == 0)]
+        if len(chosen) and len(left):                                 # hardest = least background
+            assert chosen.max() <= left.min() + 1e-6
+
+
+# ---------------------------------------------------------------- RCNN sampler
+
+@st.composite
+def rcnn_batches(draw):
+    """Proposals (dead ones, copies of ground truths, zero-area), padded ground truths."""
+    rng = np.random.RandomState(draw(st.integers(0, 2 ** 31 - 1)))
+    b, n, rows = draw(st.integers(1, 2)), draw(st.integers(1, 30)), draw(st.integers(1, 6))
+    gt = np.full((b, rows, 4), -1, 'float32')
+    for i in range(b):
+        real = draw(st.integers(0, rows))
+        gt[i, :real] = random_boxes(rng, real, 60., 4., 30.)
+    rois = np.stack([random_boxes(rng, n, 60., 0., 35.) for _ in range(b)])
+    if draw(st.booleans()):
+        rois[:, 0] = gt[:, 0]                                         # a proposal equal to a gt
+    scores = rng.uniform(0, 1, (b, n)).astype('float32')
+    scores[rng.rand(b, n) < 0.2] = -1                                 # dead proposals
+    return rois, scores, gt
+
+
+def multiset(boxes):
+    return sorted(map(tuple, np.round(boxes, 4)))
+
+
+@given(batch=rcnn_batches(), num_sample=st.integers(1, 40), pos_ratio=st.floats(0, 1),
+       low=st.sampled_from([0., 0.1]))
+def test_rcnn_target_sampler_invariants(batch, num_sample, pos_ratio, low):
+    from test_rcnn_target import reference
+    rois, scores, gt = batch
+    sampler = RCNNTargetSampler(len(rois), rois.shape[1], num_sample, 0.5, pos_ratio, 10,
+                                neg_iou_thresh_low=low)
+    boxes, samples, matches = [o.asnumpy() for o in sampler(*[nd.array(x)
+                                                              for x in (rois, scores, gt)])]
+    assert boxes.shape == (len(rois), num_sample, 4) and samples.shape == matches.shape
+    for i, (candidates, ious, positive, negative) in enumerate(
+            reference(rois, scores, gt, high=0.5, low=low)):
+        num_pos = min(positive.sum(), sampler.max_pos)
+        num_neg = min(negative.sum(), num_sample - num_pos)
+        np.testing.assert_array_equal(samples[i], [1] * num_pos + [-1] * num_neg
+                                      + [0] * (num_sample - num_pos - num_neg))
+        for sign, eligible in ((1, positive), (-1, negative)):
+            chosen = multiset(boxes[i][samples[i] == sign])
+            pool = multiset(candidates[eligible])
+            assert all(chosen.count(box) <= pool.count(box) for box in set(chosen))
+        taken = samples[i] != 0
+        assert (boxes[i][~taken] == -1).all() and not matches[i][~taken].any()
+        if taken.any():
+            want = nd.contrib.box_iou(nd.array(boxes[i][taken]), nd.array(gt[i])).asnumpy()
+            np.testing.assert_array_equal(matches[i][taken], want.argmax(axis=1))
