@@ -1,0 +1,107 @@
+"""Every public block, one table: bad input shapes, inputs left alone, seeded determinism."""
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import nd
+
+from conftest import random_boxes
+from gluonmine import (HardExampleMiner, HardNegativeMiner, OHEMSampler, QuotaSampler,
+                       RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler)
+from gluonmine.losses import MultiBoxLoss, RCNNHardExampleLoss
+
+RNG = np.random.RandomState(0)
+B, N, M, C = 2, 40, 3, 4
+IOUS = (RNG.rand(B, N, M) ** 2).astype('float32')
+LOSS = RNG.rand(B, N).astype('float32')
+BOXES = np.stack([random_boxes(RNG, N) for _ in range(B)])
+SAMPLES = RNG.choice([-1., 0., 1.], size=(B, N)).astype('float32')
+GT = np.stack([random_boxes(RNG, M) for _ in range(B)])
+CLS_TARGET = RNG.randint(-1, C + 1, (B, N)).astype('float32')
+
+# name: (block factory, good inputs, [(position, bad input, input name in the message)])
+BLOCKS = {
+    'RPNTargetSampler': (lambda: RPNTargetSampler(num_sample=16), [IOUS],
+                         [(0, IOUS[0], 'ious')]),
+    'QuotaSampler': (lambda: QuotaSampler(num_sample=16), [IOUS], [(0, IOUS[..., 0], 'ious')]),
+    'RPNTargetGenerator': (
+        lambda: RPNTargetGenerator(num_sample=16),
+        [GT, BOXES[0], np.float32([[90, 90], [100, 80]])],
+        [(0, GT[0], 'gt_boxes'), (1, BOXES[0, :, :3], 'anchors'),
+         (2, np.float32([[90, 90]] * 3), 'gt_boxes'), (1, BOXES[:, :, None], 'anchors')]),
+    'RCNNTargetSampler': (
+        lambda: RCNNTargetSampler(B, N, 16, 0.5, 0.25, M),
+        [BOXES, LOSS, GT],
+        [(0, BOXES[0], 'rois'), (1, LOSS[:1], 'scores'), (2, GT[..., :2], 'gt_boxes')]),
+    'HardExampleMiner': (
+        lambda: HardExampleMiner(num_hard_examples=8),
+        [LOSS, LOSS, BOXES, SAMPLES],
+        [(0, LOSS[0], 'cls_losses'), (2, BOXES[..., :3], 'boxes'),
+         (3, SAMPLES[:, :5], 'samples')]),
+    'HardNegativeMiner': (lambda: HardNegativeMiner(3), [LOSS, SAMPLES],
+                          [(0, LOSS[:, None], 'losses'), (1, SAMPLES[:1], 'samples')]),
+    'OHEMSampler': (
+        lambda: OHEMSampler(3),
+        [SAMPLES, RNG.randn(B, N, C + 1).astype('float32'), IOUS],
+        [(0, SAMPLES[0], 'x'), (1, LOSS, 'logits')]),
+    'MultiBoxLoss': (
+        MultiBoxLoss,
+        [RNG.randn(B, N, C + 1).astype('float32'), RNG.randn(B, N, 4).astype('float32'),
+         CLS_TARGET, RNG.randn(B, N, 4).astype('float32')],
+        [(2, CLS_TARGET[0], 'cls_target'), (1, LOSS, 'box_pred')]),
+    'RCNNHardExampleLoss': (
+        RCNNHardExampleLoss,
+        [RNG.randn(B, N, C + 1).astype('float32'), RNG.randn(B, N, C, 4).astype('float32'),
+         CLS_TARGET, RNG.randn(B, N, C, 4).astype('float32'),
+         (RNG.rand(B, N, C, 4) > 0.5).astype('float32'), BOXES],
+        [(0, LOSS, 'cls_pred'), (5, BOXES[0], 'rois')]),
+}
+
+
+def build(name, hybrid):
+    block = BLOCKS[name][0]()
+    block.initialize()
+    if hybrid:
+        block.hybridize()
+    return block
+
+
+def call(block, inputs):
+    out = block(*[nd.array(x) for x in inputs])
+    return [o.asnumpy() for o in (out if isinstance(out, (list, tuple)) else [out])]
+
+
+@pytest.mark.parametrize('hybrid', [False, True], ids=['eager', 'hybrid'])
+@pytest.mark.parametrize('name', sorted(BLOCKS))
+def test_bad_input_shapes_name_the_input(name, hybrid):
+    block = build(name, hybrid)
+    _, good, bad_cases = BLOCKS[name]
+    call(block, good)                       # a hybridized block has its graph already
+    for position, bad, input_name in bad_cases:
+        inputs = list(good)
+        inputs[position] = bad
+        with pytest.raises(ValueError, match=input_name):
+            call(block, inputs)
+
+
+@pytest.mark.parametrize('name', sorted(BLOCKS))
+def test_inputs_are_never_modified(name):
+    _, good, _ = BLOCKS[name]
+    arrays = [nd.array(x) for x in good]
+    before = [a.asnumpy().copy() for a in arrays]
+    for hybrid in (False, True):
+        build(name, hybrid)(*arrays)
+        mx.nd.waitall()
+        for array, original in zip(arrays, before):
+            np.testing.assert_array_equal(array.asnumpy(), original)
+
+
+@pytest.mark.parametrize('name', sorted(BLOCKS))
+def test_same_seed_same_selection_eager_and_hybrid(name):
+    _, good, _ = BLOCKS[name]
+    runs = []
+    for hybrid in (False, True, True):
+        mx.random.seed(42)
+        runs.append(call(build(name, hybrid), good))
+    for outputs in runs[1:]:
+        for got, want in zip(outputs, runs[0]):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
