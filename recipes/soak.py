@@ -23,7 +23,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 # pylint: disable=wrong-import-position
-from gluonmine import QuotaSampler, RPNTargetGenerator, RPNTargetSampler  # noqa: E402
+from gluonmine import (HardExampleMiner, HardNegativeMiner, OHEMSampler,  # noqa: E402
+                       QuotaSampler, RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler)
 
 
 def resident_mb():
@@ -52,12 +53,37 @@ def _generator_inputs(rng, batch, n, m):
     return [gt, _boxes(rng, (n,)), np.tile([[600., 800.]], (batch, 1))]
 
 
+def _rcnn_inputs(rng, batch, n, m):
+    gt = _boxes(rng, (batch, m))
+    gt[:, m // 2:] = -1                                         # padding rows
+    scores = rng.uniform(size=(batch, n))
+    scores[:, -n // 10:] = -1                                   # padding proposals
+    return [_boxes(rng, (batch, n)), scores, gt]
+
+
+def _mining_inputs(rng, batch, n, _):
+    losses = rng.exponential(size=(batch, n))
+    return [losses, rng.exponential(size=(batch, n)), _boxes(rng, (batch, n)),
+            rng.choice([-1., 0., 1.], size=(batch, n), p=[0.7, 0.1, 0.2])]
+
+
+def _ssd_inputs(rng, batch, n, m):
+    matches = np.where(rng.uniform(size=(batch, n)) < 0.02, 0., -1.)
+    return [matches, rng.normal(size=(batch, n, 21)), rng.uniform(size=(batch, n, m)) ** 3]
+
+
 # name: (block factory, input factory(rng, batch, n, m), sizes cycled through)
 BLOCKS = {
     'rpn_sampler': (RPNTargetSampler, _ious, [(2, 4000, 8), (2, 3000, 12), (1, 5000, 4)]),
     'quota_sampler': (QuotaSampler, _ious, [(2, 2000, 20), (4, 1000, 10)]),
     'rpn_generator': (RPNTargetGenerator, _generator_inputs,
                       [(2, 4000, 8), (2, 3000, 12), (1, 5000, 4)]),
+    'rcnn_sampler': (lambda: RCNNTargetSampler(2, 2000, 128, 0.5, 0.25, 100), _rcnn_inputs,
+                     [(2, 2000, 20), (2, 1500, 40)]),
+    'hard_example_miner': (HardExampleMiner, _mining_inputs, [(2, 2000, 0), (2, 1000, 0)]),
+    'hard_negative_miner': (HardNegativeMiner, lambda rng, b, n, m: _mining_inputs(
+        rng, b, n, m)[::3], [(8, 8732, 0), (4, 5000, 0)]),
+    'ohem_sampler': (lambda: OHEMSampler(3), _ssd_inputs, [(8, 8732, 8), (4, 5000, 4)]),
 }
 
 
