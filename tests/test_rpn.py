@@ -96,6 +96,16 @@ def test_labels_equal_gluoncv_with_clobber_positives():
             assert_array_equal(labels[b], want)
 
 
+def test_a_ground_truth_overlapping_nothing_forces_nothing_unlike_gluoncv():
+    # gt 1 overlaps no anchor (a padding row): GluonCV forces every anchor by it, so the
+    # anchors of the ignore band (0.5, 0.4) turn positive; gluonmine ignores them
+    ious = np.array([[0.9, 0.], [0.5, 0.], [0.1, 0.], [0.4, 0.]], 'float32')
+    theirs, _ = GluonCVSampler(10 ** 6, 0.7, 0.3, 0.5)(ious)
+    assert_array_equal(theirs, [1, 1, -1, 1])
+    ours = RPNTargetSampler(clobber_positives=True).label(nd, nd.array(ious[None])).asnumpy()
+    assert_array_equal(ours[0], [1, 0, -1, 0])
+
+
 def test_matches_equal_gluoncv():
     rng = np.random.RandomState(2)
     ious = np.round(random_ious(rng, 3, 300, 5), 2).astype('float32')
