@@ -93,7 +93,10 @@ def match(F, ious):
     """Index of the ground truth each candidate matches.
 
     The argmax over usable columns (IoU >= 0), the lowest index on ties, 0
-    where no column is usable. ious: (B, N, M) -> (B, N).
+    where no column is usable. Unusable pairs (negative, NaN) are replaced by
+    -1, below every usable IoU, before the search; the replacement is made from
+    the comparison itself (``usable - 1``), two passes over the IoU matrix
+    instead of four. ious: (B, N, M) -> (B, N).
     """
-    index, _ = _ops.masked_argmax(F, ious, ious >= 0)                       # (B, N)
-    return index
+    usable = ious >= 0                                                      # (B, N, M)
+    return F.argmax(F.where(usable, ious, usable - 1), axis=-1)             # (B, N)
