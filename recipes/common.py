@@ -9,7 +9,9 @@ here:
   a real VOCdevkit or COCO), :func:`train_loader` (each worker of a
   distributed run reads its own shard), :func:`val_loader`;
 - devices and distribution: :func:`contexts`, :class:`Distributed` (MXNet's
-  parameter server through ``gluon.Trainer``), :func:`build_trainer`;
+  parameter server through ``gluon.Trainer``), :func:`share_untrained`,
+  :func:`build_trainer`;
+- the training loop: :func:`train_epoch` over a recipe's :data:`Step`;
 - evaluation: :func:`evaluate` (GluonCV's ``VOC07MApMetric``, per class);
 - reports: :class:`LossLog`, :class:`SelectionStats`, :class:`MiningStats`,
   :func:`setup_logger`, :func:`progress`, :func:`write_metrics`,
@@ -18,11 +20,13 @@ here:
 Samples follow gluonmine's convention: +1 positive, -1 negative, 0 ignore.
 Nothing here touches the environment or global state at import.
 """
+import collections
 import json
 import logging
 import os
 import random
 import sys
+import time
 
 import mxnet as mx
 import numpy as np
@@ -166,6 +170,17 @@ class Distributed(object):
         self.kv.broadcast(keys, arrays, out=arrays)
         for param, array in zip(params, arrays):
             param.set_data(array)
+
+
+def share_untrained(net, trainer_params, dist):
+    """Give every worker worker 0's values of what the trainer does not update
+    (BatchNorm running statistics), so that all workers hold identical parameters.
+
+    ``trainer_params`` maps names to the parameters the trainer updates.
+    """
+    untrained = [p for name, p in sorted(net.collect_params().items())
+                 if name not in trainer_params and not isinstance(p, gluon.Constant)]
+    dist.share_untrained(untrained, first_key=len(trainer_params))
 
 
 def build_trainer(params, args, num_iters, dist):
@@ -321,6 +336,43 @@ def val_loader(dataset, transform, num_devices, num_workers):
 def as_shards(x):
     """A batchify output as a list of per-device arrays (GluonCV returns a bare array for one)."""
     return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+# ----------------------------------------------------------------------------- training loop
+
+# A recipe's training step: ``run(batch) -> outputs`` (every device's forward and
+# backward, then one update), ``losses(outputs) -> {name: float}`` (waits for the
+# step to finish) and ``record(outputs, stats)`` (adds the selection statistics).
+Step = collections.namedtuple('Step', 'run losses record')
+
+
+def train_epoch(step, loader, stats, log, args, epoch, max_iters):
+    """One pass over this worker's shard (at most ``max_iters`` iterations): an epoch record.
+
+    Seconds per iteration count loading and the step until its losses are
+    ready; statistics are gathered after the clock stops.
+    """
+    seconds, logger = [], logging.getLogger(LOGGER_NAME)
+    bar = progress(min(len(loader), max_iters), 'epoch {}/{}'.format(epoch, args.epochs))
+    tic = time.time()
+    for i, batch in enumerate(loader):
+        if i >= max_iters:
+            break
+        outputs = step.run(batch)
+        log.add(step.losses(outputs))
+        seconds.append(time.time() - tic)
+        step.record(outputs, stats)
+        running = log.running()
+        bar.set_postfix({k: '{:.3f}'.format(v) for k, v in running.items()}, refresh=False)
+        bar.update()
+        if (i + 1) % args.log_interval == 0:
+            logger.info('[epoch %d iteration %d] %.3f s/it %s', epoch, i + 1, seconds[-1],
+                        _fmt(running))
+        tic = time.time()
+    bar.close()
+    return {'epoch': epoch, 'iterations': len(seconds), 'seconds': sum(seconds),
+            'seconds_per_iteration': sum(seconds) / max(len(seconds), 1),
+            'losses': log.end_epoch(), 'map': None}
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -1,0 +1,175 @@
+"""The SSD recipe end to end on a few synthetic images, its miners and its targets."""
+import json
+import os
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import nd
+from numpy.testing import assert_array_equal
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                'recipes'))
+
+import train_ssd  # noqa: E402  pylint: disable=wrong-import-position
+from gluonmine.data import make_synthetic_voc  # noqa: E402  pylint: disable=wrong-import-position
+
+LOSSES = ['cls', 'box', 'total']
+MINING_KEYS = {'mined_loss_mean', 'all_loss_mean', 'hardest_share'}
+
+
+@pytest.fixture(scope='module')
+def root(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp('data'))
+    make_synthetic_voc(path)
+    return path
+
+
+def run(root, prefix, *flags):
+    """A tiny run: 8 training images (2 iterations of 4), 2 validation images."""
+    argv = ['--dataset-root', root, '--num-train-images', '8', '--num-val-images', '2',
+            '--batch-size', '4', '--epochs', '1', '--save-prefix', str(prefix)] + list(flags)
+    return train_ssd.main(argv)
+
+
+def test_tiny_run_writes_params_metrics_and_plot(root, tmp_path):
+    metrics = run(root, tmp_path / 'run')
+    for ext in ('params', 'json', 'png', 'log'):
+        assert os.path.getsize(str(tmp_path / ('run.' + ext))) > 0
+    with open(str(tmp_path / 'run.png'), 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    with open(str(tmp_path / 'run.json')) as f:
+        written = json.load(f)
+    assert written == json.loads(json.dumps(metrics))
+    assert set(written) == {'recipe', 'args', 'classes', 'rank', 'num_workers', 'loss_curve',
+                            'epochs', 'final'}
+    assert written['recipe'] == 'train_ssd' and written['args']['miner'] == 'gluonmine-hard-negative'
+    # 8 images, batch 4 -> 2 iterations, one finite value per loss and iteration
+    assert sorted(written['loss_curve']) == sorted(LOSSES)
+    assert all(len(v) == 2 and np.isfinite(v).all() for v in written['loss_curve'].values())
+    epoch, = written['epochs']
+    assert set(epoch) == {'epoch', 'iterations', 'seconds', 'seconds_per_iteration', 'losses',
+                          'map', 'sampler'}
+    assert epoch['iterations'] == 2 and epoch['seconds_per_iteration'] > 0
+    final = written['final']
+    assert set(final['map']) == {'disc', 'square', 'triangle', 'mAP'}
+    assert final['params'].endswith('run.params')
+    anchors, mining = final['sampler']['anchors'], final['sampler']['mining']
+    assert set(anchors) == {'images', 'positives_per_image', 'negatives_per_image', 'fill_rate',
+                            'duplicate_rate', 'negative_iou_mean', 'negative_iou_histogram'}
+    assert set(mining) == MINING_KEYS
+    # hard negative mining: 3 negatives per positive (these images all have objects), and the
+    # hardest ones: their mean loss is above the mean of all negatives
+    assert anchors['images'] == 8 and anchors['positives_per_image'] > 0
+    assert anchors['negatives_per_image'] == pytest.approx(3 * anchors['positives_per_image'])
+    assert mining['mined_loss_mean'] > mining['all_loss_mean'] > 0
+    assert mining['hardest_share'] == 1.0
+    histogram = anchors['negative_iou_histogram']
+    assert sum(histogram['counts']) == round(anchors['negatives_per_image'] * 8)
+    assert histogram['counts'][-1] == 0                         # negatives: IoU < 0.5
+
+
+@pytest.mark.parametrize('miner', ['gluoncv', 'ohem', 'random'])
+def test_each_miner_trains(root, tmp_path, miner):
+    metrics = run(root, tmp_path / miner, '--miner', miner)
+    assert all(np.isfinite(v).all() for v in metrics['loss_curve'].values())
+    anchors = metrics['final']['sampler']['anchors']
+    mining = metrics['final']['sampler']['mining']
+    assert anchors['negatives_per_image'] <= 3 * anchors['positives_per_image'] + 1e-9
+    assert set(mining) == MINING_KEYS
+    if miner == 'random':       # a random subset: far from the hardest
+        assert mining['mined_loss_mean'] < 2 * mining['all_loss_mean']
+        assert mining['hardest_share'] < 0.5
+    else:
+        assert mining['mined_loss_mean'] > mining['all_loss_mean']
+
+
+def test_same_seed_reproduces_losses_and_statistics(root, tmp_path):
+    # augmentation is seeded per draw and targets are made in the step: the number of
+    # DataLoader workers does not matter
+    first = run(root, tmp_path / 'a', '--seed', '5', '--miner', 'ohem')
+    second = run(root, tmp_path / 'b', '--seed', '5', '--miner', 'ohem', '--num-workers', '2')
+    other = run(root, tmp_path / 'c', '--seed', '6', '--miner', 'ohem')
+    assert first['loss_curve'] == second['loss_curve']
+    assert first['final']['sampler'] == second['final']['sampler']
+    assert first['final']['map'] == second['final']['map']
+    assert first['loss_curve'] != other['loss_curve']
+
+
+def test_flags_have_real_defaults():
+    args = train_ssd.parse_args([])
+    assert (args.network, args.miner, args.dataset) == ('tiny', 'gluonmine-hard-negative',
+                                                        'synthetic')
+    assert args.neg_pos_ratio == 3 and args.gpus == [] and args.save_prefix == 'runs/ssd'
+    assert '' not in vars(args).values()
+    for bad in (['--miner', 'nope'], ['--ohem-iou', '1.5'], ['--neg-pos-ratio', '-1']):
+        with pytest.raises(SystemExit):
+            train_ssd.parse_args(bad)
+
+
+def test_main_is_short():
+    import inspect
+    assert len(inspect.getsource(train_ssd.main).splitlines()) <= 60
+
+
+# ---------------------------------------------------------------- targets and miners
+
+def anchors_grid():
+    """Four 10 x 10 anchors in centre format (1, 4, 4), side by side along x."""
+    return nd.array([[[5 + 10 * i, 5, 10, 10] for i in range(4)]])
+
+
+def test_targets_of_an_image_without_objects_are_background_and_finite():
+    # image 0: one object exactly on anchor 1; image 1: padding rows only (no object).
+    # GluonCV's generator matches every anchor of image 1 to the padding box (NaN box
+    # targets, class 0); the recipe keeps class 0 and zeroes the box targets.
+    label = nd.array([[[10, 0, 20, 10, 2, 0], [-1, -1, -1, -1, -1, -1]],
+                      [[-1, -1, -1, -1, -1, -1], [-1, -1, -1, -1, -1, -1]]])
+    generator = train_ssd.SSDTargetGenerator(iou_thresh=0.5, stds=train_ssd.BOX_STDS,
+                                             negative_mining_ratio=-1)
+    cls_target, box_target = train_ssd.ssd_targets(generator, anchors_grid(), label)
+    assert_array_equal(cls_target.asnumpy(), [[0, 3, 0, 0], [0, 0, 0, 0]])
+    assert_array_equal(box_target.asnumpy(), np.zeros((2, 4, 4)))  # exact match: all-zero codes
+
+
+def test_gluoncv_selection_is_gluoncv_rule():
+    # one positive (anchor 0) -> 3 hardest negatives: losses 9, 7, 5 (anchors 4, 2, 3)
+    losses = nd.array([[1, 2, 7, 5, 9, 3]])
+    cls_target = nd.array([[1, 0, 0, 0, 0, 0]])
+    samples = train_ssd.gluoncv_selection(losses, cls_target, 3)
+    assert_array_equal(samples.asnumpy(), [[1, 0, -1, -1, -1, 0]])
+
+
+def test_nms_hard_negative_miner_skips_overlapping_negatives():
+    # one positive (anchor 0) -> 3 negatives. The hardest negative is anchor 1; anchor 2
+    # (second hardest) is a near-duplicate of anchor 1's box (IoU 0.9 > 0.7) and is
+    # suppressed, so anchors 1, 3 and 4 are mined instead of 1, 2 and 3.
+    losses = nd.array([[0.5, 9, 8, 7, 6, 1]])
+    samples = nd.array([[1, -1, -1, -1, -1, -1]])
+    boxes = nd.array([[[0, 0, 10, 10], [20, 0, 30, 10], [20, 0, 30, 9], [40, 0, 50, 10],
+                       [60, 0, 70, 10], [80, 0, 90, 10]]])
+    for hybrid in (False, True):
+        miner = train_ssd.NMSHardNegativeMiner(3, 0.7)
+        miner.initialize()
+        if hybrid:
+            miner.hybridize()
+        assert_array_equal(miner(losses, samples, boxes).asnumpy(), [[1, -1, 0, -1, -1, 0]])
+    # without NMS (threshold 1) it is SSD's hard negative mining
+    plain = train_ssd.NMSHardNegativeMiner(3, 1.0)
+    assert_array_equal(plain(losses, samples, boxes).asnumpy(), [[1, -1, -1, -1, 0, 0]])
+
+
+def test_random_negative_miner_keeps_quota_and_follows_the_seed():
+    samples = nd.array(np.r_[np.ones(2), -np.ones(30)].reshape(1, 32))
+    losses = nd.array(np.arange(32).reshape(1, 32))
+    miner = train_ssd.RandomNegativeMiner(3)
+    mx.random.seed(1)
+    first = miner(losses, samples).asnumpy()
+    mx.random.seed(1)
+    again = miner(losses, samples).asnumpy()
+    mx.random.seed(2)
+    other = miner(losses, samples).asnumpy()
+    assert (first > 0).sum() == 2 and (first < 0).sum() == 6     # floor(3 * 2) negatives
+    assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
