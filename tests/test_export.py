@@ -1,0 +1,122 @@
+"""recipes/export.py: every block exported, then reloaded by a fresh process with MXNet only."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+RECIPES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'recipes')
+sys.path.insert(0, RECIPES)
+
+import export  # noqa: E402  pylint: disable=wrong-import-position
+import train_ssd  # noqa: E402  pylint: disable=wrong-import-position
+from gluonmine.data import make_synthetic_voc  # noqa: E402  pylint: disable=wrong-import-position
+
+SELECTION_BLOCKS = {'rpn_target_sampler', 'rpn_target_generator', 'quota_sampler',
+                    'rcnn_target_sampler', 'hard_example_miner', 'hard_negative_miner',
+                    'ohem_sampler', 'multibox_loss', 'rcnn_hard_example_loss'}
+RANDOM_BLOCKS = {'rpn_target_sampler', 'rpn_target_generator', 'quota_sampler',
+                 'rcnn_target_sampler'}
+
+
+def check_in_fresh_process(folder):
+    """``export.py --check folder`` in a new interpreter: (return code, stdout + stderr)."""
+    done = subprocess.run([sys.executable, os.path.join(RECIPES, 'export.py'), '--check',
+                           str(folder)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, timeout=300)
+    return done.returncode, done.stdout
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory):
+    """A tiny SSD trained for one iteration, exported with a fresh Faster R-CNN and every block."""
+    root = tmp_path_factory.mktemp('export')
+    data = str(root / 'data')
+    make_synthetic_voc(data)
+    train_ssd.main(['--dataset-root', data, '--num-train-images', '4', '--num-val-images', '1',
+                    '--batch-size', '2', '--max-iters', '1',
+                    '--epochs', '1', '--save-prefix', str(root / 'ssd')])
+    folder = root / 'out'
+    manifest = export.main(['--params', str(root / 'ssd.params'), '--fresh', 'faster_rcnn',
+                            '--output', str(folder), '--seed', '3'])
+    return folder, manifest
+
+
+def test_manifest_lists_every_block_with_mxnet_input_names(exported):
+    folder, manifest = exported
+    with open(str(folder / 'manifest.json')) as f:
+        assert json.load(f) == manifest
+    entries = {e['name']: e for e in manifest['blocks']}
+    assert set(entries) == SELECTION_BLOCKS | {'ssd', 'faster_rcnn'}
+    assert {name for name, e in entries.items() if e['random']} == RANDOM_BLOCKS
+    # MXNet names one input 'data', several 'data0', 'data1', ...; the argument names follow
+    assert [x['name'] for x in entries['ohem_sampler']['inputs']] == ['data0', 'data1', 'data2']
+    assert [x['argument'] for x in entries['ohem_sampler']['inputs']] == ['x', 'logits', 'ious']
+    assert entries['rpn_target_sampler']['inputs'] == [
+        {'name': 'data', 'argument': 'ious', 'shape': [2, 64, 3], 'dtype': 'float32'}]
+    assert entries['ssd']['inputs'][0]['shape'] == [1, 3, 128, 128]
+    assert entries['ssd']['class'] == 'gluoncv.model_zoo.ssd.ssd.SSD'
+    for entry in manifest['blocks']:
+        for key in ('symbol', 'check') + (('params',) if entry['params'] else ()):
+            assert os.path.getsize(str(folder / entry[key])) > 0
+        with open(str(folder / entry['symbol'])) as f:
+            ops = {node['op'] for node in json.load(f)['nodes']}
+        assert 'Custom' not in ops                                  # no Python operator inside
+
+
+def test_exported_ssd_holds_the_trained_parameters(exported):
+    import mxnet as mx
+    folder, _ = exported
+    trained = mx.nd.load(str(folder.parent / 'ssd.params'))
+    saved = mx.nd.load(str(folder / 'ssd-0000.params'))
+    # export names parameters 'arg:<full name>'; the trained file holds the same values
+    assert sorted(v.shape for v in trained.values()) == sorted(v.shape for v in saved.values())
+    assert sum(float(v.abs().sum().asscalar()) for v in trained.values()) == pytest.approx(
+        sum(float(v.abs().sum().asscalar()) for v in saved.values()), rel=1e-6)
+
+
+def test_fresh_process_reloads_every_block_with_mxnet_only(exported):
+    folder, manifest = exported
+    code, out = check_in_fresh_process(folder)
+    assert code == 0, out
+    for entry in manifest['blocks']:
+        assert '{} '.format(entry['name']) in out and 'ok' in out
+    assert '{} blocks reloaded with MXNet only: same outputs'.format(len(manifest['blocks'])) \
+        in out                                  # printed after asserting gluonmine not imported
+
+
+def test_check_fails_on_a_changed_output(exported, tmp_path):
+    folder, manifest = exported
+    # copy the folder, flip one selection in the saved outputs: the check must notice
+    import shutil
+    copy = tmp_path / 'copy'
+    shutil.copytree(str(folder), str(copy))
+    data = dict(np.load(str(copy / 'hard_negative_miner-check.npz')))
+    data['output0'] = data['output0'].copy()
+    data['output0'][0, np.argmax(data['output0'][0] == 0)] = -1
+    np.savez(str(copy / 'hard_negative_miner-check.npz'), **data)
+    code, out = check_in_fresh_process(copy)
+    assert code != 0 and 'hard_negative_miner output 0' in out
+
+
+def test_check_fails_with_another_seed_for_random_blocks(exported, tmp_path):
+    folder, _ = exported
+    import shutil
+    copy = tmp_path / 'seed'
+    shutil.copytree(str(folder), str(copy))
+    with open(str(copy / 'manifest.json')) as f:
+        manifest = json.load(f)
+    manifest['seed'] += 1
+    manifest['blocks'] = [e for e in manifest['blocks'] if e['name'] == 'rpn_target_sampler']
+    with open(str(copy / 'manifest.json'), 'w') as f:
+        json.dump(manifest, f)
+    code, out = check_in_fresh_process(copy)
+    assert code != 0 and 'rpn_target_sampler output 0' in out
+
+
+def test_params_without_their_metrics_exit_clearly(tmp_path):
+    (tmp_path / 'net.params').write_bytes(b'')
+    with pytest.raises(SystemExit, match='metrics JSON'):
+        export.main(['--params', str(tmp_path / 'net.params'), '--output', str(tmp_path / 'o')])
