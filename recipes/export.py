@@ -32,6 +32,7 @@ FORMAT_VERSION = 1
 DETECTORS = ('faster_rcnn', 'ssd')
 # the recipe that wrote a params file (its metrics JSON's 'recipe') -> detector
 RECIPES = {'train_faster_rcnn': 'faster_rcnn', 'train_ssd': 'ssd'}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def parse_args(argv=None):
@@ -145,6 +146,9 @@ def load_detector(path, seed):
                          .format(prefix))
     net, shape = build_detector(detector, metrics['classes'], seed,
                                 argparse.Namespace(**metrics['args']))
+    if detector == 'faster_rcnn':
+        net.target_generator    # pylint: disable=pointless-statement
+        # made on first use in training, saved with the params: make it so they load
     net.load_parameters(path, ctx=mx.cpu())
     return detector, net, shape
 
@@ -175,8 +179,17 @@ def detector_examples(args):
     nets += [(detector,) + build_detector(detector, list(CLASSES), args.seed)
              for detector in args.fresh if detector not in given]
     rng = np.random.default_rng(args.seed)
-    return {detector: (net, [('image', rng.uniform(-2, 2, size=shape).astype('float32'))],
-                       False) for detector, net, shape in nets}
+    return {detector: (net, [('image', example_image(rng, shape))], False)
+            for detector, net, shape in nets}
+
+
+def example_image(rng, shape):
+    """A synthetic-dataset picture, normalised as GluonCV's transforms do: (1, 3, H, W)."""
+    # pylint: disable=import-outside-toplevel
+    from gluonmine.data import render
+    image, _ = render(rng, shape[3], shape[2])
+    pixels = (np.asarray(image, 'float32') / 255. - IMAGENET_MEAN) / IMAGENET_STD  # (H, W, 3)
+    return pixels.transpose(2, 0, 1)[np.newaxis].astype('float32')
 
 
 def export_block(name, block, inputs, random, seed, output):
@@ -185,7 +198,9 @@ def export_block(name, block, inputs, random, seed, output):
     from mxnet import autograd
     block.hybridize()
     mx.random.seed(seed)
-    with autograd.predict_mode():
+    with autograd.predict_mode(), warnings.catch_warnings():
+        # prediction does not read a Faster R-CNN's training-only box encoder constants
+        warnings.filterwarnings('ignore', 'Parameter .* is not used by any computation')
         outputs = block(*[mx.nd.array(x) for _, x in inputs])
     outputs = [o.asnumpy() for o in (outputs if isinstance(outputs, (list, tuple))
                                      else [outputs])]

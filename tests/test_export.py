@@ -11,6 +11,7 @@ RECIPES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, RECIPES)
 
 import export  # noqa: E402  pylint: disable=wrong-import-position
+import train_faster_rcnn  # noqa: E402  pylint: disable=wrong-import-position
 import train_ssd  # noqa: E402  pylint: disable=wrong-import-position
 from gluonmine.data import make_synthetic_voc  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -31,15 +32,16 @@ def check_in_fresh_process(folder):
 
 @pytest.fixture(scope='module')
 def exported(tmp_path_factory):
-    """A tiny SSD trained for one iteration, exported with a fresh Faster R-CNN and every block."""
+    """Both recipes' tiny detectors trained for one iteration, exported with every block."""
     root = tmp_path_factory.mktemp('export')
     data = str(root / 'data')
     make_synthetic_voc(data)
-    train_ssd.main(['--dataset-root', data, '--num-train-images', '4', '--num-val-images', '1',
-                    '--batch-size', '2', '--max-iters', '1',
-                    '--epochs', '1', '--save-prefix', str(root / 'ssd')])
+    tiny = ['--dataset-root', data, '--num-train-images', '4', '--num-val-images', '1',
+            '--batch-size', '2', '--max-iters', '1', '--epochs', '1']
+    train_ssd.main(tiny + ['--save-prefix', str(root / 'ssd')])
+    train_faster_rcnn.main(tiny + ['--save-prefix', str(root / 'frcnn')])
     folder = root / 'out'
-    manifest = export.main(['--params', str(root / 'ssd.params'), '--fresh', 'faster_rcnn',
+    manifest = export.main(['--params', str(root / 'ssd.params'), str(root / 'frcnn.params'),
                             '--output', str(folder), '--seed', '3'])
     return folder, manifest
 
@@ -66,15 +68,26 @@ def test_manifest_lists_every_block_with_mxnet_input_names(exported):
         assert 'Custom' not in ops                                  # no Python operator inside
 
 
-def test_exported_ssd_holds_the_trained_parameters(exported):
+@pytest.mark.parametrize('detector, trained', [('ssd', 'ssd'), ('faster_rcnn', 'frcnn')])
+def test_exported_detectors_hold_the_trained_parameters(exported, detector, trained):
     import mxnet as mx
     folder, _ = exported
-    trained = mx.nd.load(str(folder.parent / 'ssd.params'))
-    saved = mx.nd.load(str(folder / 'ssd-0000.params'))
-    # export names parameters 'arg:<full name>'; the trained file holds the same values
-    assert sorted(v.shape for v in trained.values()) == sorted(v.shape for v in saved.values())
-    assert sum(float(v.abs().sum().asscalar()) for v in trained.values()) == pytest.approx(
-        sum(float(v.abs().sum().asscalar()) for v in saved.values()), rel=1e-6)
+    saved = mx.nd.load(str(folder / '{}-0000.params'.format(detector)))
+    # export names each parameter 'arg:' or 'aux:' + its full name, the training recipe
+    # its structural name; every exported value is a trained one (the training-only
+    # constants of GluonCV's RCNN target generator are not in the prediction graph)
+    trained = {(v.shape, round(float(v.abs().sum().asscalar()), 3))
+               for v in mx.nd.load(str(folder.parent / (trained + '.params'))).values()}
+    assert {(v.shape, round(float(v.abs().sum().asscalar()), 3))
+            for v in saved.values()} <= trained
+    assert len(saved) > 20
+
+
+def test_fresh_detectors_export_and_reload(tmp_path):
+    manifest = export.main(['--fresh', 'ssd', 'faster_rcnn', '--output', str(tmp_path)])
+    assert [e['name'] for e in manifest['blocks']][-2:] == ['ssd', 'faster_rcnn']
+    code, out = check_in_fresh_process(tmp_path)
+    assert code == 0, out
 
 
 def test_fresh_process_reloads_every_block_with_mxnet_only(exported):
