@@ -173,3 +173,71 @@ def test_random_negative_miner_keeps_quota_and_follows_the_seed():
     assert (first > 0).sum() == 2 and (first < 0).sum() == 6     # floor(3 * 2) negatives
     assert_array_equal(first, again)
     assert not np.array_equal(first, other)
+
+
+def test_ohem_sampler_in_gluoncv_targets_selects_what_hard_negative_mining_does():
+    # Why --miner ohem is not "GluonCV's SSDTargetGenerator with gluonmine's OHEMSampler":
+    # with SSD's matching every unmatched anchor has IoU < 0.5 with every object, so the
+    # sampler's eligible negatives are all negatives, ranked by -p(background), i.e. by the
+    # cross-entropy of a background target, with the same floor(3 * positives) quota: the
+    # very anchors HardNegativeMiner keeps in the loss.
+    from gluonmine.losses import class_losses, samples_from_targets
+    from gluonmine.ohem import OHEMSampler
+    from gluonmine.hard_negative import HardNegativeMiner
+    rng = np.random.default_rng(0)
+    anchors = nd.array(np.concatenate([rng.uniform(0, 128, (1, 400, 2)),
+                                       rng.uniform(8, 64, (1, 400, 2))], axis=-1))
+    xy = rng.uniform(0, 80, (3, 4, 2))
+    label = np.concatenate([xy, xy + rng.uniform(16, 48, (3, 4, 2)),
+                            rng.integers(0, 3, (3, 4, 1)), np.zeros((3, 4, 1))], axis=-1)
+    label[2, 1:] = -1                                           # image 2: one object
+    label = nd.array(label)
+    logits = nd.array(rng.normal(size=(3, 400, 4)))
+    naive = train_ssd.SSDTargetGenerator(iou_thresh=0.5, stds=train_ssd.BOX_STDS,
+                                         negative_mining_ratio=-1)
+    cls_target, _ = train_ssd.ssd_targets(naive, anchors, label)
+    mined = HardNegativeMiner(3)(class_losses(nd, logits, cls_target),
+                                 samples_from_targets(nd, cls_target)).asnumpy()
+    sampling = train_ssd.SSDTargetGenerator(iou_thresh=0.5, stds=train_ssd.BOX_STDS,
+                                            negative_mining_ratio=3)
+    sampling._sampler = OHEMSampler(3)                          # pylint: disable=protected-access
+    sampled, _, _ = sampling(anchors, logits, label.slice_axis(axis=-1, begin=0, end=4),
+                             label.slice_axis(axis=-1, begin=4, end=5))
+    sampled = sampled.asnumpy()                                 # class, 0 mined, -1 ignored
+    assert (mined < 0).sum() > 30
+    assert_array_equal(sampled == 0, mined < 0)
+    assert_array_equal(sampled > 0, mined > 0)
+
+
+def test_two_dist_sync_workers_end_with_identical_parameters(root, tmp_path):
+    # the same launch as tests/test_distributed.py (scheduler, server, two workers on
+    # 127.0.0.1), running this recipe: the weights through the summed gradients, the
+    # BatchNorm statistics through common.share_untrained
+    import subprocess
+    from test_distributed import free_port, start
+    prefix = str(tmp_path / 'run')
+    worker = [sys.executable, train_ssd.__file__, '--kvstore', 'dist_sync', '--dataset-root',
+              root, '--num-train-images', '8', '--num-val-images', '2', '--batch-size', '2',
+              '--epochs', '2', '--save-prefix', prefix]
+    port, processes = free_port(), []
+    with open(str(tmp_path / 'processes.log'), 'w') as log:
+        try:
+            for role in ('scheduler', 'server'):
+                processes.append(start(role, [sys.executable, '-c', 'import mxnet'], port, log))
+            for _ in range(2):
+                processes.append(start('worker', worker, port, log))
+            codes = [p.wait(timeout=180) for p in processes]
+        except subprocess.TimeoutExpired:
+            codes = None
+        finally:
+            for p in processes:
+                if p.poll() is None:
+                    p.kill()
+    assert codes == [0, 0, 0, 0], open(str(tmp_path / 'processes.log')).read()[-3000:]
+    first = mx.nd.load(prefix + '-worker0.params')
+    second = mx.nd.load(prefix + '-worker1.params')
+    assert sorted(first) == sorted(second)
+    for name in first:
+        assert_array_equal(first[name].asnumpy(), second[name].asnumpy(), err_msg=name)
+    means = [first[name].asnumpy() for name in first if name.endswith('running_mean')]
+    assert means and all(np.abs(m).max() > 0 for m in means)
