@@ -88,9 +88,9 @@ class RCNNTargetSampler(sampling.QuotaProperties, SelectionBlock, _gluoncv.RCNNT
           in empty slots.
         - **samples**: (B, num_sample) float32, +1 positive, -1 negative,
           0 empty slot.
-        - **matches**: (B, num_sample) float32: for a positive, the index in
-          [0, M) of the ground truth of largest IoU (lowest index on ties);
-          0 for negatives and empty slots.
+        - **matches**: (B, num_sample) float32: for every sampled candidate,
+          the index in [0, M) of the ground truth of largest IoU (lowest index
+          on ties; GluonCV reads it for positives only); 0 in empty slots.
     """
 
     def __init__(self, num_image, num_proposal, num_sample, pos_iou_thresh, pos_ratio,
