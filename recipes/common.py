@@ -11,7 +11,8 @@ here:
 - devices and distribution: :func:`contexts`, :class:`Distributed` (MXNet's
   parameter server through ``gluon.Trainer``), :func:`share_untrained`,
   :func:`build_trainer`;
-- the training loop: :func:`train_epoch` over a recipe's :data:`Step`;
+- the run: :class:`Run` (set-up, then epochs of :func:`train_epoch` over a
+  recipe's :data:`Step`, evaluation, reports);
 - evaluation: :func:`evaluate` (GluonCV's ``VOC07MApMetric``, per class);
 - reports: :class:`LossLog`, :class:`SelectionStats`, :class:`MiningStats`,
   :func:`setup_logger`, :func:`progress`, :func:`write_metrics`,
@@ -27,13 +28,14 @@ import os
 import random
 import sys
 import time
+import warnings
 
 import mxnet as mx
 import numpy as np
 from gluoncv.data.batchify import Append, Tuple
 from gluoncv.nn.bbox import BBoxClipToImage
 from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
-from mxnet import gluon
+from mxnet import autograd, gluon
 
 from gluonmine.data import NonEmptyLabels, SyntheticVOCDetection, make_synthetic_voc
 
@@ -375,6 +377,69 @@ def train_epoch(step, loader, stats, log, args, epoch, max_iters):
             'losses': log.end_epoch(), 'map': None}
 
 
+class Run(object):
+    """One training run: what every recipe's ``main`` does around its own network and step.
+
+    On construction: seeds (:func:`seed_everything`), this worker's place
+    (:class:`Distributed`), output paths, the log, devices and datasets, and
+    the :class:`RunReport`. The recipe then builds its net, loaders, trainer
+    (with :meth:`iterations`) and :data:`Step`, and calls :meth:`train`.
+
+    Parameters
+    ----------
+    recipe : str
+        The recipe's name (the metrics JSON's ``recipe``).
+    args : argparse.Namespace
+        Its flags (those of :func:`add_common_args` among them).
+    losses : list of str
+        Names of the losses its step reports.
+    """
+
+    def __init__(self, recipe, args, losses):
+        seed_everything(args.seed)
+        self.args = args
+        self.dist = Distributed(args.kvstore)
+        self.paths = output_paths(args.save_prefix, self.dist)
+        self.logger = setup_logger(self.paths['log'])
+        self.logger.info('arguments: %s', vars(args))
+        self.start, self.ctx = time.time(), contexts(args.gpus)
+        self.train_set, self.val_set, self.classes = build_datasets(args)
+        self.report = RunReport(recipe, args, self.classes, self.dist, losses)
+
+    def iterations(self, train_data):
+        """Iterations of the whole run: ``--epochs`` passes, at most ``--max-iters``."""
+        return min(self.args.epochs * len(train_data), self.args.max_iters or float('inf'))
+
+    def train(self, net, params, step, loaders, evaluate, new_stats, hybridize):
+        """Train epoch after epoch, save the parameters, write the reports: the metrics.
+
+        Before each epoch ``hybridize()`` (the recipe's own setting, since
+        evaluation may re-hybridize the net); after it, every worker takes
+        worker 0's BatchNorm statistics (:func:`share_untrained`) and worker 0
+        evaluates (``evaluate(net, val_loader) -> {class: AP, 'mAP': mean}``)
+        every ``--val-interval`` epochs and after the last. ``params`` are the
+        trained parameters by name, ``loaders`` ``(train_loader, val_loader)``,
+        ``new_stats()`` a fresh statistics dict for the step's ``record``.
+        """
+        args, report, dist = self.args, self.report, self.dist
+        (train_data, val_data), num_iters = loaders, self.iterations(loaders[0])
+        for epoch in range(1, args.epochs + 1):
+            hybridize()
+            stats = new_stats()
+            record = train_epoch(step, train_data, stats, report.losses, args, epoch,
+                                 num_iters - report.iterations)
+            share_untrained(net, params, dist)
+            last = epoch == args.epochs or report.iterations + record['iterations'] >= num_iters
+            if dist.rank == 0 and (last or epoch % args.val_interval == 0):
+                record['map'] = evaluate(net, val_data)
+            report.add_epoch(record, stats, self.logger)
+            if last:
+                break
+        net.save_parameters(self.paths['params'])
+        report.finish(self.paths, time.time() - self.start, self.logger)
+        return report.metrics
+
+
 # ----------------------------------------------------------------------------- evaluation
 
 def evaluate(net, loader, ctx, classes):
@@ -384,17 +449,22 @@ def evaluate(net, loader, ctx, classes):
 
     ``loader`` yields ``(images, labels, scales)`` lists as :func:`val_loader`
     makes them: ``net(image)`` gives ``(ids, scores, boxes)`` at the image's
-    scale, ``scale`` maps them back to the original pixels.
+    scale, ``scale`` maps them back to the original pixels. The net is
+    re-hybridized for one-input prediction and runs in predict mode.
     """
     metric = VOC07MApMetric(iou_thresh=0.5, class_names=classes)
     clipper = BBoxClipToImage()
-    for batch in loader:
-        for x, y, scale in zip(*[[a.as_in_context(c) for a, c in zip(part, ctx)]
-                                 for part in batch]):
-            ids, scores, boxes = net(x)
-            scale = float(scale.asscalar())
-            metric.update(clipper(boxes, x) * scale, ids, scores, y[:, :, :4] * scale,
-                          y[:, :, 4:5], y[:, :, 5:6] if y.shape[-1] > 5 else None)
+    net.hybridize()
+    with autograd.predict_mode(), warnings.catch_warnings():
+        # prediction does not read training-only constants (Faster R-CNN's box encoder)
+        warnings.filterwarnings('ignore', 'Parameter .* is not used by any computation')
+        for batch in loader:
+            for x, y, scale in zip(*[[a.as_in_context(c) for a, c in zip(part, ctx)]
+                                     for part in batch]):
+                ids, scores, boxes = net(x)
+                scale = float(scale.asscalar())
+                metric.update(clipper(boxes, x) * scale, ids, scores, y[:, :, :4] * scale,
+                              y[:, :, 4:5], y[:, :, 5:6] if y.shape[-1] > 5 else None)
     names, values = metric.get()
     return {name: float(value) if value == value else None for name, value in zip(names, values)}
 

@@ -17,9 +17,6 @@ Samples: +1 positive, -1 negative, 0 ignore; RPN targets keep GluonCV's
 import argparse
 import collections
 import importlib
-import logging
-import time
-import warnings
 
 import mxnet as mx
 from gluoncv.data.batchify import FasterRCNNTrainBatchify, Pad, Tuple
@@ -201,7 +198,7 @@ def forward_backward(model, shard, generator=None):
 
 
 def build_step(args, net, samplers, trainer, ctx, dist):
-    """``iteration(batch) -> [StepOutput]``: every device's step, then one update.
+    """The recipe's :data:`common.Step`: every device's step, then one update.
 
     With ``--rcnn-sampler ohem`` the step runs gluonmine's ``OHEMFasterRCNN``
     (Shrivastava et al. 2016: a read-only pass of the head over every
@@ -219,13 +216,13 @@ def build_step(args, net, samplers, trainer, ctx, dist):
                    for shard in split_batch(batch, ctx, args.device_targets)]
         trainer.step(global_batch)
         return outputs
-    return iteration
+    return common.Step(iteration, record_losses, record_stats)
 
 
-def record_losses(outputs, log):
-    """Add one iteration's losses (means over images); waits for the step to finish."""
-    log.add({name: sum(o.losses[name].mean().asscalar() for o in outputs) / len(outputs)
-             for name in LOSSES})
+def record_losses(outputs):
+    """One iteration's losses (means over images); waits for the step to finish."""
+    return {name: sum(o.losses[name].mean().asscalar() for o in outputs) / len(outputs)
+            for name in LOSSES}
 
 
 def record_stats(outputs, stats):
@@ -243,48 +240,6 @@ def new_stats():
             'rcnn': common.SelectionStats(), 'mining': common.MiningStats()}
 
 
-def train_epoch(iteration, loader, stats, log, args, epoch, max_iters):
-    """One pass over this worker's shard (at most ``max_iters`` iterations): an epoch record."""
-    seconds, logger = [], logging.getLogger(common.LOGGER_NAME)
-    bar = common.progress(min(len(loader), max_iters), 'epoch {}/{}'.format(epoch, args.epochs))
-    tic = time.time()
-    for i, batch in enumerate(loader):
-        if i >= max_iters:
-            break
-        outputs = iteration(batch)
-        record_losses(outputs, log)
-        seconds.append(time.time() - tic)
-        record_stats(outputs, stats)
-        running = log.running()
-        bar.set_postfix({k: '{:.3f}'.format(v) for k, v in running.items()}, refresh=False)
-        bar.update()
-        if (i + 1) % args.log_interval == 0:
-            logger.info('[epoch %d iteration %d] %.3f s/it %s', epoch, i + 1, seconds[-1],
-                        ' '.join('{}={:.4f}'.format(k, v) for k, v in running.items()))
-        tic = time.time()
-    bar.close()
-    return {'epoch': epoch, 'iterations': len(seconds), 'seconds': sum(seconds),
-            'seconds_per_iteration': sum(seconds) / max(len(seconds), 1),
-            'losses': log.end_epoch(), 'map': None}
-
-
-def evaluate(net, loader, ctx, classes):
-    """VOC07 AP per class and mAP; the net is re-hybridized for one-input prediction."""
-    net.hybridize()
-    with autograd.predict_mode(), warnings.catch_warnings():
-        # prediction does not read the training-only box encoder's constants
-        warnings.filterwarnings('ignore', 'Parameter .* is not used by any computation')
-        return common.evaluate(net, loader, ctx, classes)
-
-
-def sync_untrained(net, trainer_params, dist):
-    """Give every worker worker 0's values of what the trainer does not update
-    (BatchNorm statistics), so that all workers hold identical parameters."""
-    untrained = [p for name, p in sorted(net.collect_params().items())
-                 if name not in trainer_params and not isinstance(p, gluon.Constant)]
-    dist.share_untrained(untrained, first_key=len(trainer_params))
-
-
 def trainable(net):
     """Parameters the trainer updates: GluonCV's ``collect_train_params`` with gradients."""
     net.collect_params().setattr('grad_req', 'null')
@@ -296,36 +251,17 @@ def trainable(net):
 
 def main(argv=None):
     args = parse_args(argv)
-    common.seed_everything(args.seed)
-    dist = common.Distributed(args.kvstore)
-    paths = common.output_paths(args.save_prefix, dist)
-    logger = common.setup_logger(paths['log'])
-    logger.info('arguments: %s', vars(args))
-    start, ctx = time.time(), common.contexts(args.gpus)
-    train_set, val_set, classes = common.build_datasets(args)
+    run = common.Run('train_faster_rcnn', args, LOSSES)
+    ctx, classes = run.ctx, run.classes
     net = build_net(args, classes, ctx)
     samplers = build_sampler(args, net)
-    train_data, val_data = build_dataloader(args, net, samplers, train_set, val_set, dist, ctx)
-    num_iters = min(args.epochs * len(train_data), args.max_iters or float('inf'))
+    loaders = build_dataloader(args, net, samplers, run.train_set, run.val_set, run.dist, ctx)
     params = trainable(net)
-    trainer = common.build_trainer(params, args, num_iters, dist)
-    iteration = build_step(args, net, samplers, trainer, ctx, dist)
-    report = common.RunReport('train_faster_rcnn', args, classes, dist, LOSSES)
-    for epoch in range(1, args.epochs + 1):
-        net.hybridize()     # as GluonCV's script by default: no static_alloc
-        stats = new_stats()
-        record = train_epoch(iteration, train_data, stats, report.losses, args, epoch,
-                             num_iters - report.iterations)
-        sync_untrained(net, params, dist)
-        last = epoch == args.epochs or report.iterations + record['iterations'] >= num_iters
-        if dist.rank == 0 and (last or epoch % args.val_interval == 0):
-            record['map'] = evaluate(net, val_data, ctx, classes)
-        report.add_epoch(record, stats, logger)
-        if last:
-            break
-    net.save_parameters(paths['params'])
-    report.finish(paths, time.time() - start, logger)
-    return report.metrics
+    trainer = common.build_trainer(params, args, run.iterations(loaders[0]), run.dist)
+    step = build_step(args, net, samplers, trainer, ctx, run.dist)
+    return run.train(net, params, step, loaders,
+                     lambda net, loader: common.evaluate(net, loader, ctx, classes), new_stats,
+                     net.hybridize)     # as GluonCV's script by default: no static_alloc
 
 
 if __name__ == '__main__':

@@ -16,8 +16,6 @@ Shape shorthand: B images, N anchors, M ground truths, C classes. Samples:
 """
 import argparse
 import collections
-import time
-import warnings
 
 import mxnet as mx
 import numpy as np
@@ -434,14 +432,6 @@ def new_stats():
     return {'anchors': common.SelectionStats(), 'mining': MinerStats()}
 
 
-def evaluate(net, loader, ctx, classes):
-    """VOC07 AP per class and mAP; the net is re-hybridized for prediction."""
-    net.hybridize()
-    with autograd.predict_mode(), warnings.catch_warnings():
-        warnings.filterwarnings('ignore', 'Parameter .* is not used by any computation')
-        return common.evaluate(net, loader, ctx, classes)
-
-
 def trainable(net):
     """Parameters the trainer updates (all but BatchNorm statistics), as GluonCV's script."""
     return {name: p for name, p in net.collect_params().items() if p.grad_req != 'null'}
@@ -449,36 +439,17 @@ def trainable(net):
 
 def main(argv=None):
     args = parse_args(argv)
-    common.seed_everything(args.seed)
-    dist = common.Distributed(args.kvstore)
-    paths = common.output_paths(args.save_prefix, dist)
-    logger = common.setup_logger(paths['log'])
-    logger.info('arguments: %s', vars(args))
-    start, ctx = time.time(), common.contexts(args.gpus)
-    train_set, val_set, classes = common.build_datasets(args)
+    run = common.Run('train_ssd', args, LOSSES)
+    ctx, classes = run.ctx, run.classes
     net, size = build_net(args, classes, ctx)
     miner = build_miner(args)
-    train_data, val_data = build_dataloader(args, size, train_set, val_set, dist, ctx)
-    num_iters = min(args.epochs * len(train_data), args.max_iters or float('inf'))
+    loaders = build_dataloader(args, size, run.train_set, run.val_set, run.dist, ctx)
     params = trainable(net)
-    trainer = common.build_trainer(params, args, num_iters, dist)
-    step = build_step(args, net, miner, trainer, ctx, dist)
-    report = common.RunReport('train_ssd', args, classes, dist, LOSSES)
-    for epoch in range(1, args.epochs + 1):
-        net.hybridize(static_alloc=True, static_shape=True)    # as GluonCV's train_ssd.py
-        stats = new_stats()
-        record = common.train_epoch(step, train_data, stats, report.losses, args, epoch,
-                                    num_iters - report.iterations)
-        common.share_untrained(net, params, dist)
-        last = epoch == args.epochs or report.iterations + record['iterations'] >= num_iters
-        if dist.rank == 0 and (last or epoch % args.val_interval == 0):
-            record['map'] = evaluate(net, val_data, ctx, classes)
-        report.add_epoch(record, stats, logger)
-        if last:
-            break
-    net.save_parameters(paths['params'])
-    report.finish(paths, time.time() - start, logger)
-    return report.metrics
+    trainer = common.build_trainer(params, args, run.iterations(loaders[0]), run.dist)
+    step = build_step(args, net, miner, trainer, ctx, run.dist)
+    return run.train(net, params, step, loaders,
+                     lambda net, loader: common.evaluate(net, loader, ctx, classes), new_stats,
+                     lambda: net.hybridize(static_alloc=True, static_shape=True))  # as GluonCV's
 
 
 if __name__ == '__main__':

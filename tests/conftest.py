@@ -128,3 +128,37 @@ def both(fn, *args):
     for got, want in zip(*outputs):
         assert_array_equal(got, want)
     return outputs[0]
+
+
+def assert_run_outputs(prefix, metrics, losses, iterations):
+    """A recipe's run wrote ``PREFIX.{params,json,png,log}``: the JSON equals the returned
+    ``metrics``, holds one finite value per loss and iteration and one epoch record, and
+    the plot is a PNG. Returns the JSON."""
+    for ext in ('params', 'json', 'png', 'log'):
+        assert os.path.getsize('{}.{}'.format(prefix, ext)) > 0
+    with open('{}.png'.format(prefix), 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    with open('{}.json'.format(prefix)) as f:
+        written = json.load(f)
+    assert written == json.loads(json.dumps(metrics))
+    assert set(written) == {'recipe', 'args', 'classes', 'rank', 'num_workers', 'loss_curve',
+                            'epochs', 'final'}
+    assert written['classes'] == ['disc', 'square', 'triangle']
+    assert sorted(written['loss_curve']) == sorted(losses)
+    assert all(len(v) == iterations and np.isfinite(v).all()
+               for v in written['loss_curve'].values())
+    epoch, = written['epochs']
+    assert set(epoch) == {'epoch', 'iterations', 'seconds', 'seconds_per_iteration', 'losses',
+                          'map', 'sampler'}
+    assert epoch['iterations'] == iterations and epoch['seconds_per_iteration'] > 0
+    assert set(written['final']['map']) == {'disc', 'square', 'triangle', 'mAP'}
+    return written
+
+
+@pytest.fixture(scope='session')
+def voc_root(tmp_path_factory):
+    """The synthetic VOC dataset (seed 0), made once for the recipes' tests: its folder."""
+    from gluonmine.data import make_synthetic_voc   # pylint: disable=import-outside-toplevel
+    path = str(tmp_path_factory.mktemp('synthetic_voc'))
+    make_synthetic_voc(path)
+    return path

@@ -1,5 +1,4 @@
 """The Faster R-CNN recipe end to end on a few synthetic images, and its shared helpers."""
-import json
 import os
 import sys
 
@@ -12,47 +11,23 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 import common  # noqa: E402  pylint: disable=wrong-import-position
 import train_faster_rcnn  # noqa: E402  pylint: disable=wrong-import-position
-from gluonmine.data import make_synthetic_voc  # noqa: E402  pylint: disable=wrong-import-position
+from conftest import assert_run_outputs  # noqa: E402  pylint: disable=wrong-import-position
 
 LOSSES = ['rpn_cls', 'rpn_box', 'rcnn_cls', 'rcnn_box', 'total']
 STAGE_KEYS = {'images', 'positives_per_image', 'negatives_per_image', 'fill_rate'}
 
 
-@pytest.fixture(scope='module')
-def root(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp('data'))
-    make_synthetic_voc(path)
-    return path
-
-
-def run(root, prefix, *flags):
+def run(voc_root, prefix, *flags):
     """A tiny run: 4 training images (2 iterations a batch of 2), 2 validation images."""
-    argv = ['--dataset-root', root, '--num-train-images', '4', '--num-val-images', '2',
+    argv = ['--dataset-root', voc_root, '--num-train-images', '4', '--num-val-images', '2',
             '--epochs', '1', '--save-prefix', str(prefix)] + list(flags)
     return train_faster_rcnn.main(argv)
 
 
-def test_tiny_run_writes_params_metrics_and_plot(root, tmp_path):
-    metrics = run(root, tmp_path / 'run')
-    for ext in ('params', 'json', 'png', 'log'):
-        assert os.path.getsize(str(tmp_path / ('run.' + ext))) > 0
-    with open(str(tmp_path / 'run.png'), 'rb') as f:
-        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
-    with open(str(tmp_path / 'run.json')) as f:
-        written = json.load(f)
-    assert written == json.loads(json.dumps(metrics))
-    assert set(written) == {'recipe', 'args', 'classes', 'rank', 'num_workers', 'loss_curve',
-                            'epochs', 'final'}
-    assert written['classes'] == ['disc', 'square', 'triangle']
-    # 4 images, batch 2 -> 2 iterations, one loss value per iteration, all finite
-    assert sorted(written['loss_curve']) == sorted(LOSSES)
-    assert all(len(v) == 2 and np.isfinite(v).all() for v in written['loss_curve'].values())
-    epoch, = written['epochs']
-    assert set(epoch) == {'epoch', 'iterations', 'seconds', 'seconds_per_iteration', 'losses',
-                          'map', 'sampler'}
-    assert epoch['iterations'] == 2 and epoch['seconds_per_iteration'] > 0
-    final = written['final']
-    assert set(final['map']) == {'disc', 'square', 'triangle', 'mAP'}
+def test_tiny_run_writes_params_metrics_and_plot(voc_root, tmp_path):
+    # 2 iterations, one finite value per loss and iteration
+    written = assert_run_outputs(tmp_path / 'run', run(voc_root, tmp_path / 'run'), LOSSES, 2)
+    epoch, final = written['epochs'][0], written['final']
     assert 0 <= final['mean_ap'] <= 1 and final['params'].endswith('run.params')
     assert final['sampler']['mining'] is None                   # no OHEM in this run
     rpn, rcnn = final['sampler']['rpn'], final['sampler']['rcnn']
@@ -67,32 +42,32 @@ def test_tiny_run_writes_params_metrics_and_plot(root, tmp_path):
     assert histogram['counts'][-1] == 0                         # no negative at IoU >= 0.5
 
 
-def test_same_seed_reproduces_sampler_statistics(root, tmp_path):
-    first = run(root, tmp_path / 'a', '--seed', '5')
-    second = run(root, tmp_path / 'b', '--seed', '5')
-    other = run(root, tmp_path / 'c', '--seed', '6')
+def test_same_seed_reproduces_sampler_statistics(voc_root, tmp_path):
+    first = run(voc_root, tmp_path / 'a', '--seed', '5')
+    second = run(voc_root, tmp_path / 'b', '--seed', '5')
+    other = run(voc_root, tmp_path / 'c', '--seed', '6')
     assert first['final']['sampler'] == second['final']['sampler']
     assert first['loss_curve'] == second['loss_curve']
     assert first['loss_curve'] != other['loss_curve']
 
 
-def test_device_targets_reproduce_with_dataloader_workers(root, tmp_path):
+def test_device_targets_reproduce_with_dataloader_workers(voc_root, tmp_path):
     flags = ('--device-targets', '--num-workers', '2', '--seed', '1')
-    first = run(root, tmp_path / 'a', *flags)
-    second = run(root, tmp_path / 'b', *flags)
+    first = run(voc_root, tmp_path / 'a', *flags)
+    second = run(voc_root, tmp_path / 'b', *flags)
     assert first['final']['sampler'] == second['final']['sampler']
     assert first['final']['sampler']['rpn']['fill_rate'] == 1.0
 
 
-def test_gluoncv_samplers_run_through_the_same_recipe(root, tmp_path):
-    metrics = run(root, tmp_path / 'g', '--rpn-sampler', 'gluoncv', '--rcnn-sampler', 'gluoncv',
+def test_gluoncv_samplers_run_through_the_same_recipe(voc_root, tmp_path):
+    metrics = run(voc_root, tmp_path / 'g', '--rpn-sampler', 'gluoncv', '--rcnn-sampler', 'gluoncv',
                   '--max-iters', '1')
     assert metrics['final']['iterations'] == 1
     assert all(np.isfinite(v).all() for v in metrics['loss_curve'].values())
 
 
-def test_ohem_run_reports_mined_against_all_losses(root, tmp_path):
-    metrics = run(root, tmp_path / 'ohem', '--rcnn-sampler', 'ohem')
+def test_ohem_run_reports_mined_against_all_losses(voc_root, tmp_path):
+    metrics = run(voc_root, tmp_path / 'ohem', '--rcnn-sampler', 'ohem')
     sampler = metrics['final']['sampler']
     # OHEM keeps 64 RoIs an image (the paper's 128 per 2 images), hardest first
     assert sampler['rcnn']['positives_per_image'] + sampler['rcnn']['negatives_per_image'] <= 64
@@ -102,11 +77,11 @@ def test_ohem_run_reports_mined_against_all_losses(root, tmp_path):
 
 @pytest.mark.parametrize('flag, module', [('random', 'gluonmine.rcnn'),
                                           ('ohem', 'gluonmine.rcnn_ohem')])
-def test_rcnn_sampler_without_its_module_exits_clearly(root, tmp_path, monkeypatch, flag,
+def test_rcnn_sampler_without_its_module_exits_clearly(voc_root, tmp_path, monkeypatch, flag,
                                                        module):
     monkeypatch.setitem(sys.modules, module, None)              # as if it were not installed
     with pytest.raises(SystemExit, match='--rcnn-sampler {} needs {}'.format(flag, module)):
-        run(root, tmp_path / flag, '--rcnn-sampler', flag)
+        run(voc_root, tmp_path / flag, '--rcnn-sampler', flag)
 
 
 def test_flags_have_real_defaults():

@@ -1,5 +1,4 @@
 """The SSD recipe end to end on a few synthetic images, its miners and its targets."""
-import json
 import os
 import sys
 
@@ -13,47 +12,24 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 'recipes'))
 
 import train_ssd  # noqa: E402  pylint: disable=wrong-import-position
-from gluonmine.data import make_synthetic_voc  # noqa: E402  pylint: disable=wrong-import-position
+from conftest import assert_run_outputs  # noqa: E402  pylint: disable=wrong-import-position
 
 LOSSES = ['cls', 'box', 'total']
 MINING_KEYS = {'mined_loss_mean', 'all_loss_mean', 'hardest_share'}
 
 
-@pytest.fixture(scope='module')
-def root(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp('data'))
-    make_synthetic_voc(path)
-    return path
-
-
-def run(root, prefix, *flags):
+def run(voc_root, prefix, *flags):
     """A tiny run: 8 training images (2 iterations of 4), 2 validation images."""
-    argv = ['--dataset-root', root, '--num-train-images', '8', '--num-val-images', '2',
+    argv = ['--dataset-root', voc_root, '--num-train-images', '8', '--num-val-images', '2',
             '--batch-size', '4', '--epochs', '1', '--save-prefix', str(prefix)] + list(flags)
     return train_ssd.main(argv)
 
 
-def test_tiny_run_writes_params_metrics_and_plot(root, tmp_path):
-    metrics = run(root, tmp_path / 'run')
-    for ext in ('params', 'json', 'png', 'log'):
-        assert os.path.getsize(str(tmp_path / ('run.' + ext))) > 0
-    with open(str(tmp_path / 'run.png'), 'rb') as f:
-        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
-    with open(str(tmp_path / 'run.json')) as f:
-        written = json.load(f)
-    assert written == json.loads(json.dumps(metrics))
-    assert set(written) == {'recipe', 'args', 'classes', 'rank', 'num_workers', 'loss_curve',
-                            'epochs', 'final'}
-    assert written['recipe'] == 'train_ssd' and written['args']['miner'] == 'gluonmine-hard-negative'
-    # 8 images, batch 4 -> 2 iterations, one finite value per loss and iteration
-    assert sorted(written['loss_curve']) == sorted(LOSSES)
-    assert all(len(v) == 2 and np.isfinite(v).all() for v in written['loss_curve'].values())
-    epoch, = written['epochs']
-    assert set(epoch) == {'epoch', 'iterations', 'seconds', 'seconds_per_iteration', 'losses',
-                          'map', 'sampler'}
-    assert epoch['iterations'] == 2 and epoch['seconds_per_iteration'] > 0
+def test_tiny_run_writes_params_metrics_and_plot(voc_root, tmp_path):
+    # 2 iterations, one finite value per loss and iteration
+    written = assert_run_outputs(tmp_path / 'run', run(voc_root, tmp_path / 'run'), LOSSES, 2)
     final = written['final']
-    assert set(final['map']) == {'disc', 'square', 'triangle', 'mAP'}
+    assert written['recipe'] == 'train_ssd' and written['args']['miner'] == 'gluonmine-hard-negative'
     assert final['params'].endswith('run.params')
     anchors, mining = final['sampler']['anchors'], final['sampler']['mining']
     assert set(anchors) == {'images', 'positives_per_image', 'negatives_per_image', 'fill_rate',
@@ -71,8 +47,8 @@ def test_tiny_run_writes_params_metrics_and_plot(root, tmp_path):
 
 
 @pytest.mark.parametrize('miner', ['gluoncv', 'ohem', 'random'])
-def test_each_miner_trains(root, tmp_path, miner):
-    metrics = run(root, tmp_path / miner, '--miner', miner)
+def test_each_miner_trains(voc_root, tmp_path, miner):
+    metrics = run(voc_root, tmp_path / miner, '--miner', miner)
     assert all(np.isfinite(v).all() for v in metrics['loss_curve'].values())
     anchors = metrics['final']['sampler']['anchors']
     mining = metrics['final']['sampler']['mining']
@@ -85,12 +61,12 @@ def test_each_miner_trains(root, tmp_path, miner):
         assert mining['mined_loss_mean'] > mining['all_loss_mean']
 
 
-def test_same_seed_reproduces_losses_and_statistics(root, tmp_path):
+def test_same_seed_reproduces_losses_and_statistics(voc_root, tmp_path):
     # augmentation is seeded per draw and targets are made in the step: the number of
     # DataLoader workers does not matter
-    first = run(root, tmp_path / 'a', '--seed', '5', '--miner', 'ohem')
-    second = run(root, tmp_path / 'b', '--seed', '5', '--miner', 'ohem', '--num-workers', '2')
-    other = run(root, tmp_path / 'c', '--seed', '6', '--miner', 'ohem')
+    first = run(voc_root, tmp_path / 'a', '--seed', '5', '--miner', 'ohem')
+    second = run(voc_root, tmp_path / 'b', '--seed', '5', '--miner', 'ohem', '--num-workers', '2')
+    other = run(voc_root, tmp_path / 'c', '--seed', '6', '--miner', 'ohem')
     assert first['loss_curve'] == second['loss_curve']
     assert first['final']['sampler'] == second['final']['sampler']
     assert first['final']['map'] == second['final']['map']
@@ -209,7 +185,7 @@ def test_ohem_sampler_in_gluoncv_targets_selects_what_hard_negative_mining_does(
     assert_array_equal(sampled > 0, mined > 0)
 
 
-def test_two_dist_sync_workers_end_with_identical_parameters(root, tmp_path):
+def test_two_dist_sync_workers_end_with_identical_parameters(voc_root, tmp_path):
     # the same launch as tests/test_distributed.py (scheduler, server, two workers on
     # 127.0.0.1), running this recipe: the weights through the summed gradients, the
     # BatchNorm statistics through common.share_untrained
@@ -217,7 +193,7 @@ def test_two_dist_sync_workers_end_with_identical_parameters(root, tmp_path):
     from test_distributed import free_port, start
     prefix = str(tmp_path / 'run')
     worker = [sys.executable, train_ssd.__file__, '--kvstore', 'dist_sync', '--dataset-root',
-              root, '--num-train-images', '8', '--num-val-images', '2', '--batch-size', '2',
+              voc_root, '--num-train-images', '8', '--num-val-images', '2', '--batch-size', '2',
               '--epochs', '2', '--save-prefix', prefix]
     port, processes = free_port(), []
     with open(str(tmp_path / 'processes.log'), 'w') as log:
