@@ -71,6 +71,26 @@ def normalized_sums(F, losses, mask, norm):
     return F.broadcast_div(F.sum(kept, axis=1), norm)                       # (B,)
 
 
+def multibox_sums(F, cls, box_pred, cls_target, box_target, mined, num_positives, rho,
+                  lambd):
+    """SSD's multibox loss of each image, from its anchors' class losses and a miner's choice.
+
+    cls: (B, N) class loss of each anchor (:func:`class_losses`); box_pred: B * N * 4
+    entries, read like box_target (B, N, 4); cls_target: (B, N); mined: (B, N)
+    samples, nonzero where the class loss is trained; num_positives: (1,) the
+    normalizer (at least 1 is used). The box loss covers the positives
+    (``cls_target > 0``). Returns ``(cls + lambd * box, cls, box)``, (B,) each.
+    """
+    positive = cls_target > 0                                               # (B, N)
+    box_mask = F.broadcast_like(F.expand_dims(positive, axis=-1), box_target)  # (B, N, 4)
+    box = box_losses(F, F.reshape_like(box_pred, box_target), box_target, box_mask,
+                     rho)                                                   # (B, N)
+    norm = F.maximum(num_positives, 1)                                      # (1,)
+    cls_loss = normalized_sums(F, cls, mined != 0, norm)                    # (B,)
+    box_loss = normalized_sums(F, box, positive, norm)                      # (B,)
+    return cls_loss + lambd * box_loss, cls_loss, box_loss
+
+
 def per_image_norm(F, mask):
     """GluonCV's Faster R-CNN normalizer: the mean number selected per image, at least 1/B.
 
@@ -190,18 +210,12 @@ class MultiBoxLoss(_LossBlock):
         return cls_pred, box_pred, cls_target, box_target, num_positives
 
     def hybrid_forward(self, F, cls_pred, box_pred, cls_target, box_target, num_positives=None):
-        positive = cls_target > 0                                           # (B, N)
         if num_positives is None:
-            num_positives = F.reshape(F.sum(positive), shape=(1,))          # (1,)
+            num_positives = F.reshape(F.sum(cls_target > 0), shape=(1,))   # (1,)
         cls = class_losses(F, cls_pred, cls_target)                         # (B, N)
         mined = self.miner(F.stop_gradient(cls), samples_from_targets(F, cls_target))  # (B, N)
-        box_mask = F.broadcast_like(F.expand_dims(positive, axis=-1), box_target)  # (B, N, 4)
-        box = box_losses(F, F.reshape_like(box_pred, box_target), box_target, box_mask,
-                         self._rho)                                         # (B, N)
-        norm = F.maximum(num_positives, 1)                                  # (1,)
-        cls_loss = normalized_sums(F, cls, mined != 0, norm)                # (B,)
-        box_loss = normalized_sums(F, box, positive, norm)                  # (B,)
-        return cls_loss + self._lambd * box_loss, cls_loss, box_loss
+        return multibox_sums(F, cls, box_pred, cls_target, box_target, mined, num_positives,
+                             self._rho, self._lambd)                        # (B,) x 3
 
     def __repr__(self):
         return '{}(rho={}, lambd={}, miner={!r})'.format(
@@ -226,6 +240,21 @@ def positives_over_devices(cls_targets):
     home = counts[0].context
     total = nd.add_n(*[count.as_in_context(home) for count in counts])      # (1,)
     return [total.as_in_context(count.context) for count in counts]
+
+
+def losses_over_devices(loss, inputs):
+    """A per-device multibox loss on every device, normalised by the batch's positives.
+
+    loss: a block called with one device's inputs, then ``num_positives``
+    (1,), returning three (B,) losses (:class:`MultiBoxLoss`); inputs: one
+    list per argument, one array per device, the third the class targets
+    (B, N). The positives are counted over every device without the host
+    (:func:`positives_over_devices`). Returns three lists of (B,), one entry
+    per device.
+    """
+    totals = positives_over_devices(inputs[2])                              # (1,) each
+    results = [loss(*args) for args in zip(*(list(inputs) + [totals]))]
+    return tuple(list(losses) for losses in zip(*results))
 
 
 class SSDMultiBoxLoss(gluon.Block):
@@ -284,9 +313,7 @@ class SSDMultiBoxLoss(gluon.Block):
         if len(set(len(part) for part in parts)) != 1:
             raise ValueError('cls_pred, box_pred, cls_target and box_target must be lists of '
                              'one length, got {}'.format([len(part) for part in parts]))
-        totals = positives_over_devices(parts[2])                           # (1,) each
-        results = [self.loss(*args) for args in zip(*(parts + [totals]))]
-        return tuple(list(losses) for losses in zip(*results))
+        return losses_over_devices(self.loss, parts)
 
     def __repr__(self):
         return '{}({!r})'.format(self.__class__.__name__, self.loss)

@@ -31,8 +31,8 @@ from mxnet import ndarray as nd
 import common
 from gluonmine.data import NonEmptyLabels
 from gluonmine.hard_negative import HardNegativeMiner
-from gluonmine.losses import (SSDMultiBoxLoss, box_losses, class_losses, normalized_sums,
-                              positives_over_devices, samples_from_targets)
+from gluonmine.losses import (SSDMultiBoxLoss, class_losses, losses_over_devices, multibox_sums,
+                              samples_from_targets)
 from gluonmine.models import tiny_ssd
 from gluonmine.ohem import HardExampleMiner
 
@@ -209,16 +209,11 @@ class OHEMMultiBoxLoss(gluon.HybridBlock):
     # pylint: disable=arguments-differ, too-many-arguments
     def hybrid_forward(self, F, cls_pred, box_pred, cls_target, box_target, anchors,
                        num_positives):
-        positive = cls_target > 0                                           # (B, N)
         cls = class_losses(F, cls_pred, cls_target)                         # (B, N)
         boxes = self.decoder(F.stop_gradient(box_pred), anchors)            # (B, N, 4)
         mined = self.miner(F.stop_gradient(cls), samples_from_targets(F, cls_target), boxes)
-        box_mask = F.broadcast_like(F.expand_dims(positive, axis=-1), box_target)  # (B, N, 4)
-        box = box_losses(F, box_pred, box_target, box_mask, 1.)             # (B, N)
-        norm = F.maximum(num_positives, 1)                                  # (1,)
-        cls_loss = normalized_sums(F, cls, mined != 0, norm)                # (B,)
-        box_loss = normalized_sums(F, box, positive, norm)                  # (B,)
-        return cls_loss + box_loss, cls_loss, box_loss
+        return multibox_sums(F, cls, box_pred, cls_target, box_target, mined, num_positives,
+                             1., 1.)                                        # (B,) x 3
 
 
 class OHEMLoss(gluon.Block):
@@ -245,10 +240,8 @@ class OHEMLoss(gluon.Block):
 
     def forward(self, cls_preds, box_preds, cls_targets, box_targets, anchors):
         # pylint: disable=arguments-differ, too-many-arguments
-        totals = positives_over_devices(cls_targets)                        # (1,) each
-        results = [self.loss(*args) for args in
-                   zip(cls_preds, box_preds, cls_targets, box_targets, anchors, totals)]
-        return tuple(list(losses) for losses in zip(*results))
+        return losses_over_devices(self.loss, [cls_preds, box_preds, cls_targets, box_targets,
+                                               anchors])
 
 
 def gluoncv_selection(cls_losses, cls_target, ratio):
