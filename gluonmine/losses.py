@@ -118,10 +118,18 @@ class _LossBlock(gluon.HybridBlock):
         return super(_LossBlock, self).forward(*args)
 
 
-def _check_miner(miner):
+def check_miner(miner):
+    """``miner`` itself, checked to be a HybridBlock (``ValueError`` otherwise)."""
     if not isinstance(miner, gluon.HybridBlock):
         raise ValueError('miner must be a HybridBlock, got {!r}'.format(miner))
     return miner
+
+
+def check_smooth_l1_args(rho, lambd):
+    """``(rho, lambd)`` as floats: the smooth L1 transition point, > 0, and the box
+    loss weight, >= 0 (``ValueError`` naming the argument otherwise)."""
+    return (_checks.check_number('rho', rho, 0., float('inf'), low_open=True, high_open=True),
+            _checks.check_number('lambd', lambd, 0., float('inf'), high_open=True))
 
 
 # ------------------------------------------------------------- SSD
@@ -186,13 +194,11 @@ class MultiBoxLoss(_LossBlock):
         super(MultiBoxLoss, self).__init__(**kwargs)
         ratio = _checks.check_number('negative_mining_ratio', negative_mining_ratio, 0.,
                                      float('inf'), high_open=True)
-        self._rho = _checks.check_number('rho', rho, 0., float('inf'), low_open=True,
-                                         high_open=True)
-        self._lambd = _checks.check_number('lambd', lambd, 0., float('inf'), high_open=True)
+        self._rho, self._lambd = check_smooth_l1_args(rho, lambd)
         minimum = _checks.check_int('min_hard_negatives', min_hard_negatives)
         with self.name_scope():
             self.miner = HardNegativeMiner(ratio, minimum) if miner is None \
-                else _check_miner(miner)
+                else check_miner(miner)
 
     def check_inputs(self, cls_pred, box_pred, cls_target, box_target, num_positives=None):
         _checks.check_shape('cls_pred', cls_pred, '(B, N, C)')
@@ -391,12 +397,10 @@ class RCNNHardExampleLoss(_LossBlock):
 
     def __init__(self, miner=None, rho=1.0, lambd=1.0, **kwargs):
         super(RCNNHardExampleLoss, self).__init__(**kwargs)
-        self._rho = _checks.check_number('rho', rho, 0., float('inf'), low_open=True,
-                                         high_open=True)
-        self._lambd = _checks.check_number('lambd', lambd, 0., float('inf'), high_open=True)
+        self._rho, self._lambd = check_smooth_l1_args(rho, lambd)
         with self.name_scope():
             self.miner = HardExampleMiner(64, 0.7, 'both', 1., self._lambd) if miner is None \
-                else _check_miner(miner)
+                else check_miner(miner)
 
     def check_inputs(self, cls_pred, box_pred, cls_target, box_target, box_mask, rois,
                      box_indices=None):

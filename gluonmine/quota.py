@@ -61,6 +61,21 @@ class _QuotaSamplerBase(sampling.QuotaProperties, SelectionBlock):
                                ', '.join('{}={}'.format(k, v) for k, v in args.items()))
 
 
+def check_band_args(pos_iou_thresh, neg_iou_thresh_high, neg_iou_thresh_low):
+    """Validate the RCNN-stage thresholds: ``0 <= low <= high <= pos <= 1``, ``pos > 0``.
+
+    Returns ``(pos, high, low)`` as the float32 values MXNet compares with.
+    """
+    pos = _checks.check_number('pos_iou_thresh', pos_iou_thresh, 0., 1., low_open=True,
+                               float32=True)
+    high = _checks.check_number('neg_iou_thresh_high', neg_iou_thresh_high, 0., 1.,
+                                float32=True)
+    low = _checks.check_number('neg_iou_thresh_low', neg_iou_thresh_low, 0., 1., float32=True)
+    _checks.check_order('neg_iou_thresh_high', high, 'pos_iou_thresh', pos)
+    _checks.check_order('neg_iou_thresh_low', low, 'neg_iou_thresh_high', high)
+    return pos, high, low
+
+
 def check_quota_args(num_sample, pos_ratio):
     """Validate the quota arguments shared by every sampler; returns them converted."""
     return (_checks.check_int('num_sample', num_sample, low=1),
@@ -108,13 +123,6 @@ class QuotaSampler(_QuotaSamplerBase):
     def __init__(self, num_sample=128, pos_iou_thresh=0.5, neg_iou_thresh_high=0.5,
                  neg_iou_thresh_low=0.0, pos_ratio=0.25, fill_negative=True, **kwargs):
         num_sample, pos_ratio = check_quota_args(num_sample, pos_ratio)
-        pos = _checks.check_number('pos_iou_thresh', pos_iou_thresh, 0., 1., low_open=True,
-                                     float32=True)
-        high = _checks.check_number('neg_iou_thresh_high', neg_iou_thresh_high, 0., 1.,
-                                    float32=True)
-        low = _checks.check_number('neg_iou_thresh_low', neg_iou_thresh_low, 0., 1.,
-                                   float32=True)
-        _checks.check_order('neg_iou_thresh_high', high, 'pos_iou_thresh', pos)
-        _checks.check_order('neg_iou_thresh_low', low, 'neg_iou_thresh_high', high)
+        pos, high, low = check_band_args(pos_iou_thresh, neg_iou_thresh_high, neg_iou_thresh_low)
         super(QuotaSampler, self).__init__(num_sample, pos, low, high, pos_ratio,
                                            fill_negative, **kwargs)

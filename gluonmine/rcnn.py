@@ -7,9 +7,8 @@ The OHEM training step (a read-only pass of the RCNN head over all RoIs,
 mining, then forward and backward over the selected RoIs only) is
 :class:`~gluonmine.rcnn_ohem.OHEMFasterRCNN`, re-exported here.
 """
-from gluoncv.model_zoo.rcnn.faster_rcnn.faster_rcnn import FasterRCNN
-
-from .rcnn_ohem import NEGATIVE_IOU_EDGES, OHEMFasterRCNN, OHEMOutputs, OHEMStats
+from .rcnn_ohem import (NEGATIVE_IOU_EDGES, OHEMFasterRCNN, OHEMOutputs, OHEMStats,
+                        check_faster_rcnn)
 from .rcnn_target import RCNNTargetSampler
 from .rpn import RPNTargetGenerator
 
@@ -19,11 +18,6 @@ __all__ = ['install_samplers', 'rcnn_sampler_for', 'OHEMFasterRCNN', 'OHEMOutput
 #: The transform arguments that shape device-side RPN targets (the others are image-side).
 DEVICE_TARGET_ARGS = ('num_sample', 'pos_iou_thresh', 'neg_iou_thresh', 'pos_ratio',
                       'box_norm', 'allowed_border')
-
-
-def _check_net(net):
-    if not isinstance(net, FasterRCNN):
-        raise ValueError('net must be a GluonCV FasterRCNN, got {!r}'.format(type(net)))
 
 
 def rcnn_sampler_for(net, neg_iou_thresh_high=None, neg_iou_thresh_low=0.0):
@@ -44,7 +38,7 @@ def rcnn_sampler_for(net, neg_iou_thresh_high=None, neg_iou_thresh_low=0.0):
     RCNNTargetSampler
         Not yet attached to ``net``.
     """
-    _check_net(net)
+    check_faster_rcnn(net)
     theirs = net.sampler
     # pylint: disable=protected-access
     return RCNNTargetSampler(
@@ -102,7 +96,7 @@ def install_samplers(net, device_targets=False, rcnn_sampler=None, rpn_sampler=N
         The transform, or with ``device_targets`` the generator (not yet
         hybridized: call ``.hybridize()`` as for any block).
     """
-    _check_net(net)
+    check_faster_rcnn(net)
     if rcnn_sampler is None:
         rcnn_sampler = net.sampler if isinstance(net.sampler, RCNNTargetSampler) \
             else rcnn_sampler_for(net)

@@ -29,7 +29,7 @@ from mxnet import autograd, gluon
 from mxnet import ndarray as nd
 
 from . import _checks, _ops, boxes
-from .losses import rcnn_losses
+from .losses import check_miner, check_smooth_l1_args, rcnn_losses
 from .ohem import HardExampleMiner
 from .rcnn_target import RCNNTargetSampler
 
@@ -156,10 +156,9 @@ class OHEMFasterRCNN(gluon.Block):
     def __init__(self, net, miner=None, rho=1.0, lambd=1.0, neg_iou_thresh_low=0.0, **kwargs):
         super(OHEMFasterRCNN, self).__init__(**kwargs)
         _check_net(net)
-        rho = _checks.check_number('rho', rho, 0., float('inf'), low_open=True, high_open=True)
-        lambd = _checks.check_number('lambd', lambd, 0., float('inf'), high_open=True)
-        if miner is not None and not isinstance(miner, gluon.HybridBlock):
-            raise ValueError('miner must be a HybridBlock, got {!r}'.format(miner))
+        rho, lambd = check_smooth_l1_args(rho, lambd)
+        if miner is not None:
+            check_miner(miner)
         pos = net.sampler._pos_iou_thresh  # pylint: disable=protected-access
         low = _checks.check_number('neg_iou_thresh_low', neg_iou_thresh_low, 0., 1.)
         _checks.check_order('neg_iou_thresh_low', low, 'pos_iou_thresh of net', pos)
@@ -338,9 +337,15 @@ class _ReadOnlyMining(gluon.HybridBlock):
         return F.broadcast_like(F.expand_dims(codes, axis=2), box_mask), box_mask
 
 
-def _check_net(net):
+def check_faster_rcnn(net):
+    """``ValueError`` unless ``net`` is a GluonCV ``FasterRCNN``."""
     if not isinstance(net, FasterRCNN):
         raise ValueError('net must be a GluonCV FasterRCNN, got {!r}'.format(type(net)))
+
+
+def _check_net(net):
+    """A GluonCV ``FasterRCNN`` whose RoI mode this step can reproduce."""
+    check_faster_rcnn(net)
     # pylint: disable=protected-access
     if net._roi_mode not in ('pool', 'align'):
         raise ValueError('net has roi_mode {!r}: only pool and align exist'.format(

@@ -9,7 +9,7 @@ from gluoncv.model_zoo.rcnn.faster_rcnn import rcnn_target as _gluoncv
 
 from . import _checks, _ops, boxes, labeling, sampling
 from ._block import SelectionBlock
-from .quota import check_quota_args
+from .quota import check_band_args, check_quota_args
 
 
 def _column(F, x, value):
@@ -99,13 +99,9 @@ class RCNNTargetSampler(sampling.QuotaProperties, SelectionBlock, _gluoncv.RCNNT
         num_proposal = _checks.check_int('num_proposal', num_proposal, low=1)
         num_sample, pos_ratio = check_quota_args(num_sample, pos_ratio)
         max_num_gt = _checks.check_int('max_num_gt', max_num_gt, low=1)
-        pos = _checks.check_number('pos_iou_thresh', pos_iou_thresh, 0., 1., low_open=True,
-                                     float32=True)
-        high = pos if neg_iou_thresh_high is None else _checks.check_number(
-            'neg_iou_thresh_high', neg_iou_thresh_high, 0., 1., float32=True)
-        low = _checks.check_number('neg_iou_thresh_low', neg_iou_thresh_low, 0., 1., float32=True)
-        _checks.check_order('neg_iou_thresh_high', high, 'pos_iou_thresh', pos)
-        _checks.check_order('neg_iou_thresh_low', low, 'neg_iou_thresh_high', high)
+        pos, high, low = check_band_args(
+            pos_iou_thresh, pos_iou_thresh if neg_iou_thresh_high is None else neg_iou_thresh_high,
+            neg_iou_thresh_low)
         # GluonCV's initializer sets the attributes GluonCV code reads (FasterRCNN
         # reads _max_pos); it takes no prefix/params, and this block has no parameters.
         _gluoncv.RCNNTargetSampler.__init__(self, num_image, num_proposal, num_sample, pos,

@@ -11,8 +11,7 @@ import numpy as np
 from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultTrainTransform
 
 from . import _checks
-from .quota import _QuotaSamplerBase
-from .rpn import RPNTargetGenerator, RPNTargetSampler
+from .rpn import RPNTargetGenerator
 
 
 class FasterRCNNTrainTransform(FasterRCNNDefaultTrainTransform):
@@ -74,18 +73,16 @@ class FasterRCNNTrainTransform(FasterRCNNDefaultTrainTransform):
                  std=(0.229, 0.224, 0.225), box_norm=(1., 1., 1., 1.), num_sample=256,
                  pos_iou_thresh=0.7, neg_iou_thresh=0.3, pos_ratio=0.5, flip_p=0.5, ashape=128,
                  multi_stage=False, allowed_border=0, sampler=None, device_targets=False):
-        if sampler is None:
-            sampler = RPNTargetSampler(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio)
-        elif not isinstance(sampler, _QuotaSamplerBase):
-            raise ValueError('sampler must be a gluonmine RPNTargetSampler or QuotaSampler, '
-                             'got {!r}'.format(sampler))
+        # the generator builds the default sampler and rejects any other kind
+        generator = RPNTargetGenerator(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio,
+                                       stds=box_norm, allowed_border=allowed_border,
+                                       sampler=sampler)
         _checks.check_number('flip_p', flip_p, 0., 1.)
         super(FasterRCNNTrainTransform, self).__init__(
             short, max_size, None if device_targets else net, mean, std, box_norm, num_sample,
             pos_iou_thresh, neg_iou_thresh, pos_ratio, flip_p, ashape, multi_stage)
         self._device_targets = bool(device_targets)
-        self._generator = RPNTargetGenerator(stds=box_norm, allowed_border=allowed_border,
-                                             sampler=sampler)
+        self._generator = generator
         # one cached graph instead of ~100 eager operator calls an image (2.5 ms
         # against 6.9 ms for the tiny recipe's images); shapes may change per call
         self._generator.hybridize()
