@@ -160,12 +160,11 @@ def gather_rows(F, x, index, image_axis=0, fill=None):
 
 
 def _flat_index(F, index, like):
-    """``b * L + index[b, k]``: index (B, K) into rows of like (B, L, ...) -> (B * K,) int64."""
+    """``b * L + index[b, k]``: index (B, K) into rows of like (B, L, ...) -> (B, K) int64."""
     width = F.reshape(F.slice_axis(F.shape_array(like), axis=0, begin=1, end=2), shape=(1, 1))
     images = F.reshape(F.cast(F.contrib.arange_like(index, axis=0), dtype='int64'),
                        shape=(-1, 1))                                       # (B, 1)
-    flat = F.broadcast_add(F.cast(index, dtype='int64'), F.broadcast_mul(images, width))
-    return F.reshape(flat, shape=(-1,))                                     # (B * K,)
+    return F.broadcast_add(F.cast(index, dtype='int64'), F.broadcast_mul(images, width))
 
 
 def scatter_rows(F, values, index, base):
@@ -174,7 +173,8 @@ def scatter_rows(F, values, index, base):
     values: (B, K, ...), index: (B, K), distinct within a row and in [0, L),
     base: (B, L, ...) -> (B, L, ...).
     """
-    flat = F.contrib.index_copy(F.reshape(base, shape=(-3, -2)), _flat_index(F, index, base),
+    flat = F.contrib.index_copy(F.reshape(base, shape=(-3, -2)),
+                                F.reshape(_flat_index(F, index, base), shape=(-1,)),
                                 F.reshape(values, shape=(-3, -2)))          # (B * L, ...)
     return F.reshape_like(flat, base)                                       # (B, L, ...)
 
@@ -190,14 +190,12 @@ def scatter_top(F, values, index, take, like):
     """
     flat_like = F.reshape(like, shape=(-3, -2))                             # (B * N, ...)
     base = F.zeros_like(F.concat(like, values, dim=1))                      # (B, N + K, ...)
-    width = F.reshape(F.slice_axis(F.shape_array(like), axis=0, begin=1, end=2), shape=(1, 1))
     picks = F.reshape(F.slice_axis(F.shape_array(take), axis=0, begin=1, end=2), shape=(1, 1))
     total = F.reshape(F.slice_axis(F.shape_array(flat_like), axis=0, begin=0, end=1),
                       shape=(1, 1))                                         # (1, 1) = B * N
     images = F.reshape(F.cast(F.contrib.arange_like(take, axis=0), dtype='int64'),
                        shape=(-1, 1))                                       # (B, 1)
-    inside = F.broadcast_add(F.broadcast_mul(images, width),
-                             F.cast(F.maximum(index, 0), dtype='int64'))    # (B, K) b * N + i
+    inside = _flat_index(F, F.maximum(index, 0), like)                      # (B, K) b * N + i
     spare = F.broadcast_add(F.broadcast_add(total, F.broadcast_mul(images, picks)),
                             F.cast(column_index(F, take), dtype='int64'))   # (B, K) past B * N
     flat = F.where(take, inside, spare)                                     # (B, K)

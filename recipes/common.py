@@ -38,6 +38,7 @@ from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
 from mxnet import autograd, gluon
 
 from gluonmine.data import NonEmptyLabels, SyntheticVOCDetection, make_synthetic_voc
+from gluonmine.rcnn_ohem import NEGATIVE_IOU_EDGES
 
 SYNTHETIC_ROOT = os.path.join('data', 'synthetic_voc')
 DATASETS = ('synthetic', 'voc', 'coco')
@@ -516,7 +517,8 @@ class SelectionStats(object):
         the width N of ``samples``.
     """
 
-    IOU_EDGES = tuple(np.round(np.arange(0., 0.55, 0.05), 2).tolist()) + (1.0,)
+    # gluonmine's OHEM statistics' edges (width 0.05 over the negative band), then 1
+    IOU_EDGES = NEGATIVE_IOU_EDGES + (1.0,)
 
     def __init__(self, num_sample=None):
         self.num_sample = num_sample

@@ -115,10 +115,8 @@ def build_sampler(args, net):
     transform = FasterRCNNTrainTransform(
         net.short, net.max_size, net, num_sample=RPN_NUM_SAMPLE, ashape=net.ashape,
         multi_stage=net.num_stages > 1, device_targets=args.device_targets)
-    if not args.device_targets:
-        return Samplers(transform, None)
-    transform.target_generator.hybridize()
-    return Samplers(transform, transform.target_generator)
+    # the transform's generator is hybridized already
+    return Samplers(transform, transform.target_generator if args.device_targets else None)
 
 
 def build_dataloader(args, net, samplers, train_set, val_set, dist, ctx):
