@@ -24,7 +24,7 @@ import numpy as np
 from gluoncv.nn.matcher import BipartiteMatcher, CompositeMatcher, MaximumMatcher
 from gluoncv.nn.sampler import OHEMSampler as GluonCVOHEMSampler
 
-from _timing import hybridized, seconds_per_call
+from _timing import fastest, hybridized, speed_columns
 from gluonmine.ohem import HardExampleMiner, OHEMSampler
 
 NAME = 'mining'
@@ -103,15 +103,14 @@ def ohem_batch(batch=2, rois=2000, seed=0):
     return cls_losses, loc_losses, boxes, samples
 
 
-def best_of(fn, repeat, rounds=3):
-    """The fastest of a few timing rounds."""
-    return min(seconds_per_call(fn, repeat) for _ in range(rounds))
+def best_of(fn, repeat):
+    """The fastest of 3 timing rounds of ``fn``."""
+    return fastest([fn], repeat, rounds=3)[0]
 
 
 def row(what, setting, reference, t_reference, t_ours):
     return dict(block=what, setting=setting, reference=reference,
-                reference_ms=round(t_reference * 1e3, 2), gluonmine_ms=round(t_ours * 1e3, 2),
-                speedup='{:.1f}x'.format(t_reference / t_ours))
+                **speed_columns(t_reference, t_ours, 'reference'))
 
 
 def run(quick):

@@ -27,7 +27,8 @@ import numpy as np
 from gluoncv.loss import SSDMultiBoxLoss as GluonCVMultiBoxLoss
 from mxnet import autograd, gluon
 
-from _timing import seconds_per_call
+from _timing import fastest
+from train_faster_rcnn import faster_rcnn_losses
 from gluonmine.losses import SSDMultiBoxLoss
 from gluonmine.models import tiny_faster_rcnn
 from gluonmine.ohem import HardExampleMiner
@@ -55,21 +56,9 @@ def detection_batch(seed=0):
 
 
 def gluoncv_losses(outputs, rpn_targets):
-    """The four losses of GluonCV's train_faster_rcnn.py, each (B,)."""
-    cls_pred, box_pred, rpn_score, rpn_box = outputs[0], outputs[1], outputs[5], outputs[6]
-    cls_targets, box_targets, box_masks = outputs[8], outputs[9], outputs[10]
-    rpn_cls_targets, rpn_box_targets, rpn_box_masks = rpn_targets
-    num_rpn = (rpn_cls_targets >= 0).sum()
-    num_rcnn = (cls_targets >= 0).sum()
-    return [gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False)(
-                rpn_score.squeeze(axis=-1), rpn_cls_targets, rpn_cls_targets >= 0)
-            * rpn_cls_targets.size / num_rpn,
-            gluon.loss.HuberLoss(rho=1. / 9)(rpn_box, rpn_box_targets, rpn_box_masks)
-            * rpn_box.size / num_rpn,
-            gluon.loss.SoftmaxCrossEntropyLoss()(cls_pred, cls_targets,
-                                                 cls_targets.expand_dims(-1) >= 0)
-            * cls_targets.size / num_rcnn,
-            gluon.loss.HuberLoss()(box_pred, box_targets, box_masks) * box_pred.size / num_rcnn]
+    """The four losses of GluonCV's train_faster_rcnn.py, each (B,), as the recipe computes them."""
+    losses = faster_rcnn_losses(outputs, rpn_targets)
+    return [losses[name] for name in ('rpn_cls', 'rpn_box', 'rcnn_cls', 'rcnn_box')]
 
 
 def training_step(model, trainer, batch, rpn_targets):
@@ -112,21 +101,11 @@ def faster_rcnn_steps(post_nms, batch):
     return steps
 
 
-def best_of(fns, repeat, rounds=5):
-    """{name: fastest of a few timing rounds}; the rounds take turns between the
-    functions, so that a busy spell of the machine does not fall on one of them only."""
-    best = {name: float('inf') for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            best[name] = min(best[name], seconds_per_call(fn, repeat, warmup=1))
-    return best
-
-
 def faster_rcnn_rows(quick):
     rows, batch = [], detection_batch()
     for post_nms in (300, 2000):
         steps = faster_rcnn_steps(post_nms, batch)
-        times = best_of(steps, 3 if quick else 10)
+        times = fastest(steps, 3 if quick else 10, warmup=1)
         for key, step in steps.items():
             assert all(np.isfinite(l.asnumpy()).all() for l in step.losses), key
         ohem = times['OHEM', 64]
@@ -167,7 +146,7 @@ def multibox_rows(quick):
                     sums = loss(*inputs)[0]
                 autograd.backward(sums)
             steps[name] = step
-        times = best_of(steps, 2 if quick else 5)
+        times = fastest(steps, 2 if quick else 5, warmup=1)
         want, got = GluonCVMultiBoxLoss()(*inputs)[0], ours(*inputs)[0]
         for a, b in zip(want, got):
             np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-4)

@@ -10,7 +10,7 @@ import mxnet as mx
 import numpy as np
 from gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target import RCNNTargetSampler as GluonCVSampler
 
-from _timing import hybridized, seconds_per_call
+from _timing import fastest, hybridized, speed_columns
 from gluonmine.rcnn_target import RCNNTargetSampler
 
 NAME = 'rcnn'
@@ -52,15 +52,6 @@ def batch(size, seed=0):
     return [mx.nd.array(np.stack(parts)) for parts in zip(*images)]
 
 
-def fastest(fns, repeat, rounds=5):
-    """Seconds per call of each function: the fastest of interleaved timing rounds
-    (other processes on the machine only ever add time, to both alike)."""
-    times = [float('inf')] * len(fns)
-    for _ in range(rounds):
-        times = [min(t, seconds_per_call(fn, repeat)) for t, fn in zip(times, fns)]
-    return times
-
-
 def run(quick):
     repeat = 3 if quick else 10
     rows = []
@@ -71,9 +62,7 @@ def run(quick):
             theirs, ours = hybridized(GluonCVSampler(*args)), hybridized(RCNNTargetSampler(*args))
             t_theirs, t_ours = fastest([lambda: theirs(*inputs), lambda: ours(*inputs)], repeat)
             rows.append(dict(layout=layout, images=size, proposals=PROPOSALS, gts=GTS,
-                             num_sample=num_sample, gluoncv_ms=round(t_theirs * 1e3, 2),
-                             gluonmine_ms=round(t_ours * 1e3, 2),
-                             speedup='{:.1f}x'.format(t_theirs / t_ours)))
+                             num_sample=num_sample, **speed_columns(t_theirs, t_ours)))
     columns = ['layout', 'images', 'proposals', 'gts', 'num_sample', 'gluoncv_ms',
                'gluonmine_ms', 'speedup']
     notes = ['One call on the whole batch, hybridized (static_alloc, static_shape); fastest '

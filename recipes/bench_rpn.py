@@ -12,7 +12,7 @@ from gluoncv.model_zoo.rcnn.rpn.anchor import RPNAnchorGenerator
 from gluoncv.model_zoo.rcnn.rpn.rpn_target import RPNTargetGenerator as GluonCVGenerator
 from gluoncv.model_zoo.rcnn.rpn.rpn_target import RPNTargetSampler as GluonCVSampler
 
-from _timing import hybridized, seconds_per_call
+from _timing import hybridized, seconds_per_call, speed_columns
 from gluonmine import RPNTargetGenerator, RPNTargetSampler
 
 NAME = 'rpn'
@@ -66,9 +66,7 @@ def run(quick):
         ours = hybridized(RPNTargetGenerator())
         t_ours = seconds_per_call(lambda: ours(gt, anchors, im_hw), repeat) / BATCH
         rows.append(dict(layout=layout, step='generator: IoU, border, sampling, encoding',
-                         anchors=anchors.shape[0], gts=num_gt,
-                         gluoncv_ms=round(t_theirs * 1e3, 2), gluonmine_ms=round(t_ours * 1e3, 2),
-                         speedup='{:.1f}x'.format(t_theirs / t_ours)))
+                         anchors=anchors.shape[0], gts=num_gt, **speed_columns(t_theirs, t_ours)))
 
         ious = border_ious(anchors, gt)
         per_image = [ious[b].asnumpy() for b in range(BATCH)]
@@ -77,9 +75,7 @@ def run(quick):
         ours = hybridized(RPNTargetSampler())
         t_ours = seconds_per_call(lambda: ours(ious), repeat) / BATCH
         rows.append(dict(layout=layout, step='sampler alone, given the IoU matrix',
-                         anchors=anchors.shape[0], gts=num_gt,
-                         gluoncv_ms=round(t_theirs * 1e3, 2), gluonmine_ms=round(t_ours * 1e3, 2),
-                         speedup='{:.1f}x'.format(t_theirs / t_ours)))
+                         anchors=anchors.shape[0], gts=num_gt, **speed_columns(t_theirs, t_ours)))
     columns = ['layout', 'step', 'anchors', 'gts', 'gluoncv_ms', 'gluonmine_ms', 'speedup']
     notes = ['Per image. GluonCV: one image per call, as its transform runs it. gluonmine: '
              'a hybridized batch of {} divided by {}; its sampler also returns matches for '

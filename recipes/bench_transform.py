@@ -12,7 +12,7 @@ import numpy as np
 from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultTrainTransform
 from gluoncv.model_zoo import get_model
 
-from _timing import seconds_per_call
+from _timing import fastest, speed_columns
 from gluonmine.models import tiny_faster_rcnn
 from gluonmine.transforms import FasterRCNNTrainTransform
 
@@ -62,15 +62,11 @@ def run(quick):
         theirs = FasterRCNNDefaultTrainTransform(net.short, net.max_size, net)
         ours = FasterRCNNTrainTransform(net.short, net.max_size, net)
         check_same_layout(lambda: theirs(image, label), lambda: ours(image, label))
-        times = [float('inf')] * 2
-        for _ in range(3):      # interleaved rounds, the fastest of each
-            times = [min(t, seconds_per_call(lambda tr=tr: tr(image, label), repeat))
-                     for t, tr in zip(times, (theirs, ours))]
+        times = fastest([lambda: theirs(image, label), lambda: ours(image, label)], repeat,
+                        rounds=3)
         anchors = int(np.size(ours(image, label)[2]))          # cls_target, one per anchor
         rows.append(dict(network=name, image='{}x{}'.format(height, width), anchors=anchors,
-                         gts=NUM_GT, gluoncv_ms=round(times[0] * 1e3, 2),
-                         gluonmine_ms=round(times[1] * 1e3, 2),
-                         speedup='{:.1f}x'.format(times[0] / times[1])))
+                         gts=NUM_GT, **speed_columns(*times)))
     columns = ['network', 'image', 'anchors', 'gts', 'gluoncv_ms', 'gluonmine_ms', 'speedup']
     notes = ['Whole transform calls (resize, flip, normalise, RPN targets), one image each, '
              'in the main process; fastest of 3 interleaved rounds of {} calls. gluonmine\'s '
