@@ -43,12 +43,12 @@ class RCNNTargetSampler(sampling.QuotaProperties, SelectionBlock, _gluoncv.RCNNT
     Differences from GluonCV 0.10, each deliberate: GluonCV may return a
     candidate twice (it fills the negative quota from a shuffled list that
     still holds the positives it took), returns more than ``max_pos``
-    positives when negatives run short, has no lower bound for negatives, and
-    gives negatives the index of their best ground truth as ``matches``,
-    which nothing reads (here 0: a negative matches no ground truth). Draws
-    come from ``mx.random`` (seed with ``mx.random.seed``). Labelling and
-    sampling run on the whole batch at once; only the IoU is one fused
-    ``box_iou`` an image (:func:`image_ious` says why).
+    positives when negatives run short, and has no lower bound for negatives.
+    Like GluonCV, it gives every sampled candidate, negatives included, the
+    index of its best ground truth as ``matches``. Draws come from
+    ``mx.random`` (seed with ``mx.random.seed``). Labelling and sampling run
+    on the whole batch at once; only the IoU is one fused ``box_iou`` an image
+    (:func:`gluonmine.boxes.per_image_iou` says why).
 
     The class derives from GluonCV's sampler, so Gluon accepts it in place of
     GluonCV's child block (``net.sampler = RCNNTargetSampler(...)``) and keeps
