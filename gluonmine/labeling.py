@@ -16,16 +16,6 @@ from . import _ops
 EPS = float(np.spacing(np.float32(1.0)))
 
 
-def forcing_cut(F, best_per_gt, min_forced_iou=0.):
-    """The IoU a candidate needs to be forced positive by each ground truth.
-
-    best_per_gt: (B, M), each ground truth's best usable IoU -> (B, M):
-    ``best - EPS`` where ``best > min_forced_iou``, +inf (forces nothing) elsewhere.
-    """
-    never = F.ones_like(best_per_gt) * _ops.INF                             # (B, M)
-    return F.where(best_per_gt > min_forced_iou, best_per_gt - EPS, never)  # (B, M)
-
-
 def positive_cut(F, best_per_gt, pos_iou_thresh, min_forced_iou=0.):
     """The IoU with each ground truth that makes a candidate positive.
 
