@@ -340,8 +340,7 @@ def stable_order(F, keys, valid, k=None):
     masked = mask_invalid(F, keys, valid)                                   # (B, N)
     if k is not None:
         chosen, _ = rank_mask(F, masked, masked > -INF, k)                  # (B, N)
-        masked = pad_columns(F, F.where(chosen, masked, F.ones_like(masked) * -INF),
-                             k, -INF)                                       # (B, N + k)
+        masked = pad_columns(F, mask_invalid(F, masked, chosen), k, -INF)   # (B, N + k)
     values, index = F.topk(masked, axis=1, k=0 if k is None else k, ret_typ='both')  # (B, K)
     previous = F.slice_like(F.concat(F.slice_axis(values, axis=1, begin=0, end=1), values,
                                      dim=1), values, axes=(1,))             # (B, K) shifted

@@ -8,6 +8,17 @@ from . import _checks, _ops
 from ._block import SelectionBlock
 
 
+def negative_quota(F, positive, ratio, minimum):
+    """Negatives allowed in each row: ``floor(max(ratio * num_positives, minimum))``.
+
+    SSD's rule (and the TensorFlow API's ``max_negatives_per_positive`` cap):
+    positive: (B, N) in {0, 1}; ratio, minimum: numbers >= 0 -> (B, 1). The
+    product is taken in float32; for an integer ``minimum`` this is
+    ``max(floor(ratio * num_positives), minimum)``.
+    """
+    return F.floor(F.maximum(_ops.row_sum(F, positive) * ratio, minimum))   # (B, 1)
+
+
 class HardNegativeMiner(SelectionBlock):
     """Keep every positive and, per image, the negatives of highest loss.
 
@@ -58,9 +69,8 @@ class HardNegativeMiner(SelectionBlock):
     def hybrid_forward(self, F, losses, samples):
         positive = samples > 0                                              # (B, N)
         negative = (samples < 0) * _ops.finite(F, losses)                   # (B, N)
-        masked = F.where(negative, losses, F.zeros_like(losses) - _ops.INF) # (B, N)
-        quota = F.maximum(F.floor(_ops.row_sum(F, positive) * self._neg_pos_ratio),
-                          self._min_negatives)                              # (B, 1)
+        masked = _ops.mask_invalid(F, losses, negative)                     # (B, N)
+        quota = negative_quota(F, positive, self._neg_pos_ratio, self._min_negatives)  # (B, 1)
         return positive - _ops.count_mask(F, masked, quota)                 # (B, N)
 
     def __repr__(self):

@@ -10,6 +10,7 @@ from mxnet import gluon
 
 from . import _checks, _nms, _ops
 from ._block import SelectionBlock
+from .hard_negative import negative_quota
 
 LOSS_TYPES = ('cls', 'loc', 'both')
 SCOPES = ('image', 'batch')
@@ -144,7 +145,7 @@ class HardExampleMiner(SelectionBlock):
     def hybrid_forward(self, F, cls_losses, loc_losses, boxes, samples, labels=None):
         loss = self._ranking_loss(F, cls_losses, loc_losses)                # (B, N)
         usable = self._usable(F, samples, [cls_losses, loc_losses, loss], boxes, labels)
-        scores = F.where(usable, loss, F.ones_like(loss) * -_ops.INF)       # (B, N)
+        scores = _ops.mask_invalid(F, loss, usable)                         # (B, N)
         index, loss, sample = self._hardest(F, scores, boxes, samples, labels)  # (B, K) each
         over_batch = self._count_over == 'batch' and self._k is not None
         if over_batch or self._neg_ratio is not None:
@@ -194,8 +195,7 @@ class HardExampleMiner(SelectionBlock):
         """All taken positives and at most the capped number of taken negatives, in order."""
         positive = taken * (sample > 0)                                     # (B, K)
         negative = taken * (sample < 0)                                     # (B, K)
-        quota = F.maximum(F.floor(_ops.row_sum(F, positive) * self._neg_ratio),
-                          self._min_neg)                                    # (B, 1)
+        quota = negative_quota(F, positive, self._neg_ratio, self._min_neg)  # (B, 1)
         within = F.broadcast_lesser_equal(F.cumsum(negative, axis=1), quota)  # (B, K)
         return positive + negative * within                                 # (B, K)
 
@@ -296,10 +296,9 @@ class OHEMSampler(SelectionBlock, _GluonCVOHEMBase):
         near = _ops.row_any(F, ious >= self._thresh)                        # (B, N)
         background = F.slice_axis(F.softmax(logits, axis=-1), axis=2, begin=0, end=1)
         background = F.reshape(background, shape=(0, 0))                    # (B, N)
-        eligible = ((x < 0) > near) * (background == background)           # NaN: never
-        hardness = F.where(eligible, -background, F.zeros_like(background) - _ops.INF)
-        quota = F.floor(F.maximum(_ops.row_sum(F, positive) * self._ratio,
-                                  self._min_samples))                       # (B, 1)
+        eligible = (x < 0) > near                                           # (B, N)
+        hardness = _ops.mask_invalid(F, -background, eligible)              # NaN: never
+        quota = negative_quota(F, positive, self._ratio, self._min_samples)  # (B, 1)
         return positive - _ops.count_mask(F, hardness, quota)               # (B, N)
 
     def __repr__(self):
