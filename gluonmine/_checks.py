@@ -84,6 +84,11 @@ def check_same(name, x, axis, other_name, other, other_axis):
                          'match'.format(name, x.shape, other_name, other.shape, axis, other_axis))
 
 
+def as_list(x):
+    """One array, or a list or tuple of them (one per device), as a list."""
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
 def padding_if_empty(gt):
     """One padding row (-1) in place of a ground-truth axis of length 0.
 

@@ -64,8 +64,8 @@ def samples_from_targets(F, cls_target):
 def normalized_sums(F, losses, mask, norm):
     """Each image's sum of its selected losses over ``norm``.
 
-    losses, mask: (B, N); norm: (1,) -> (B,). Unselected entries count 0,
-    even NaN or infinite ones.
+    losses, mask: (B, N); norm: (1,) or (B,) -> (B,). Unselected entries
+    count 0, even NaN or infinite ones.
     """
     kept = F.where(mask, losses, F.zeros_like(losses))                      # (B, N)
     return F.broadcast_div(F.sum(kept, axis=1), norm)                       # (B,)
@@ -228,10 +228,6 @@ class MultiBoxLoss(_LossBlock):
             self.__class__.__name__, self._rho, self._lambd, self.miner)
 
 
-def _as_list(x):
-    return list(x) if isinstance(x, (list, tuple)) else [x]
-
-
 def positives_over_devices(cls_targets):
     """The number of positives in the whole batch, on each device, without the host.
 
@@ -315,7 +311,7 @@ class SSDMultiBoxLoss(gluon.Block):
                                      miner)
 
     def forward(self, cls_pred, box_pred, cls_target, box_target):
-        parts = [_as_list(x) for x in (cls_pred, box_pred, cls_target, box_target)]
+        parts = [_checks.as_list(x) for x in (cls_pred, box_pred, cls_target, box_target)]
         if len(set(len(part) for part in parts)) != 1:
             raise ValueError('cls_pred, box_pred, cls_target and box_target must be lists of '
                              'one length, got {}'.format([len(part) for part in parts]))

@@ -29,7 +29,7 @@ from mxnet import autograd, gluon
 from mxnet import ndarray as nd
 
 from . import _checks, _ops, boxes
-from .losses import check_miner, check_smooth_l1_args, rcnn_losses
+from .losses import check_miner, check_smooth_l1_args, normalized_sums, rcnn_losses
 from .ohem import HardExampleMiner
 from .rcnn_target import RCNNTargetSampler
 
@@ -205,7 +205,7 @@ class _Proposals(gluon.HybridBlock):
             self.rpn = net.rpn
 
     def hybrid_forward(self, F, x):
-        feat = _as_list(self.features(x))                                   # (B, ch, h, w) each
+        feat = _checks.as_list(self.features(x))                            # (B, ch, h, w) each
         return tuple(feat) + tuple(self.rpn(F.zeros_like(x), *feat))
 
 
@@ -369,14 +369,9 @@ def _check_inputs(x, gt_box, gt_label):
     return _checks.padding_if_empty(gt_box), _checks.padding_if_empty(gt_label)
 
 
-def _as_list(x):
-    return list(x) if isinstance(x, (list, tuple)) else [x]
-
-
 def _mean(F, x, mask):
     """Mean of the masked entries of each row, 0 for none: (B, L) x 2 -> (B,)."""
-    total = F.sum(F.where(mask, x, F.zeros_like(x)), axis=1)                # (B,)
-    return total / F.maximum(F.sum(mask, axis=1), 1)                        # (B,)
+    return normalized_sums(F, x, mask, F.maximum(F.sum(mask, axis=1), 1))   # (B,)
 
 
 def _stats(F, candidates, chosen, mask, loss):
