@@ -27,9 +27,10 @@ class RCNNTargetSampler(sampling.QuotaProperties, SelectionBlock, _gluoncv.RCNNT
     ``neg_iou_thresh_low <= best < neg_iou_thresh_high``. Proposals with score
     < 0 (GluonCV's RPN padding) are never sampled; appended ground truths are
     sampled as positives only, so padding rows (and boxes of zero area) never
-    are; a box with a NaN or infinite coordinate counts as padding. Then, per image, a uniformly random ``min(num_pos, max_pos)``
-    positives, ``max_pos = round(num_sample * pos_ratio)``, and a uniformly
-    random ``min(num_neg, num_sample - positives taken)`` negatives. Each
+    are; a box with a NaN or infinite coordinate counts as padding. Then, per
+    image, a uniformly random ``min(num_pos, max_pos)`` positives, ``max_pos =
+    round(num_sample * pos_ratio)``, and a uniformly random ``min(num_neg,
+    num_sample - positives taken)`` negatives. Each
     candidate fills at most one slot; slots left over get label 0 (no loss),
     matches 0 and the box (-1, -1, -1, -1), which GluonCV's RoI pooling treats
     as padding. An image without ground truths gets negatives only.
