@@ -248,11 +248,11 @@ def losses_over_devices(loss, inputs):
     """A per-device multibox loss on every device, normalised by the batch's positives.
 
     loss: a block called with one device's inputs, then ``num_positives``
-    (1,), returning three (B,) losses (:class:`MultiBoxLoss`); inputs: one
-    list per argument, one array per device, the third the class targets
-    (B, N). The positives are counted over every device without the host
-    (:func:`positives_over_devices`). Returns three lists of (B,), one entry
-    per device.
+    (1,), returning a tuple of outputs (three (B,) losses for
+    :class:`MultiBoxLoss`); inputs: one list per argument, one array per
+    device, the third the class targets (B, N). The positives are counted over
+    every device without the host (:func:`positives_over_devices`). Returns
+    one list per output, one entry per device.
     """
     totals = positives_over_devices(inputs[2])                              # (1,) each
     results = [loss(*args) for args in zip(*(list(inputs) + [totals]))]

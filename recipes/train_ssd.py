@@ -49,12 +49,14 @@ BOX_CLIP = 4.135                    # log(1000 / 16): decoded sides stay finite
 # one device's part of a batch: images (B, 3, H, W), padded labels (B, M, 6)
 Shard = collections.namedtuple('Shard', 'data label')
 # what a device's step gives the statistics: losses (name -> (B,) NDArray), the predictions,
-# the anchors (1, N, 4) centre format, targets and the ground-truth boxes (B, M, 4)
+# the anchors (1, N, 4) centre format, targets, the ground-truth boxes (B, M, 4) and the
+# samples (B, N) the loss trained on, when the loss reports them (else None)
 StepOutput = collections.namedtuple(
-    'StepOutput', 'losses cls_pred box_pred anchors cls_target gt_boxes')
+    'StepOutput', 'losses cls_pred box_pred anchors cls_target gt_boxes mined')
 # a --miner: loss(cls_preds, box_preds, cls_targets, box_targets, anchors), one list entry per
-# device -> (sum, cls, box) lists of (B,); select(cls_losses, cls_target, box_pred, anchors)
-# -> samples (B, N), the anchors that loss trains on (for the statistics)
+# device -> (sum, cls, box) lists of (B,), plus a list of the samples (B, N) it trained on
+# when it reports them; otherwise select(cls_losses, cls_target, box_pred, anchors) -> samples
+# (B, N) recomputes them for the statistics
 Miner = collections.namedtuple('Miner', 'loss select')
 
 
@@ -198,6 +200,8 @@ class OHEMMultiBoxLoss(gluon.HybridBlock):
 
     Outputs:
         - **sum_losses**, **cls_losses**, **box_losses**: (B,) float32 each.
+        - **mined**: (B, N) float32 the samples trained on: +1 positive, -1 mined
+          negative, 0 otherwise.
     """
 
     def __init__(self, neg_pos_ratio=3, iou_threshold=0.7, max_negatives=256, **kwargs):
@@ -213,35 +217,7 @@ class OHEMMultiBoxLoss(gluon.HybridBlock):
         boxes = self.decoder(F.stop_gradient(box_pred), anchors)            # (B, N, 4)
         mined = self.miner(F.stop_gradient(cls), samples_from_targets(F, cls_target), boxes)
         return multibox_sums(F, cls, box_pred, cls_target, box_target, mined, num_positives,
-                             1., 1.)                                        # (B,) x 3
-
-
-class OHEMLoss(gluon.Block):
-    """:class:`OHEMMultiBoxLoss` over one list entry per device, the positives counted over
-    all devices without the host (as ``gluonmine.losses.SSDMultiBoxLoss``).
-
-    Parameters
-    ----------
-    neg_pos_ratio : float, default 3
-        Negatives kept per positive.
-    iou_threshold : float, default 0.7
-        NMS threshold among the hard negatives.
-    max_negatives : int, default 256
-        Negatives NMS keeps at most per image.
-
-    Inputs: lists, one entry per device, of the inputs of :class:`OHEMMultiBoxLoss` but
-    ``num_positives``. Outputs: three lists of (B,) losses (sum, cls, box).
-    """
-
-    def __init__(self, neg_pos_ratio=3, iou_threshold=0.7, max_negatives=256, **kwargs):
-        super(OHEMLoss, self).__init__(**kwargs)
-        with self.name_scope():
-            self.loss = OHEMMultiBoxLoss(neg_pos_ratio, iou_threshold, max_negatives)
-
-    def forward(self, cls_preds, box_preds, cls_targets, box_targets, anchors):
-        # pylint: disable=arguments-differ, too-many-arguments
-        return losses_over_devices(self.loss, [cls_preds, box_preds, cls_targets, box_targets,
-                                               anchors])
+                             1., 1.) + (mined,)                             # (B,) x 3, (B, N)
 
 
 def gluoncv_selection(cls_losses, cls_target, ratio):
@@ -261,11 +237,10 @@ def build_miner(args):
         return Miner(lambda cls, box, ct, bt, anchors: loss(cls, box, ct, bt),
                      lambda cls, ct, box, anchors: gluoncv_selection(cls, ct, ratio))
     if args.miner == 'ohem':
-        loss = OHEMLoss(ratio, args.ohem_iou, args.ohem_max_negatives)
-        loss.hybridize()
-        inner = loss.loss
-        return Miner(loss, lambda cls, ct, box, anchors: inner.miner(
-            cls, samples_from_targets(nd, ct), inner.decoder(box, anchors)))
+        ohem = OHEMMultiBoxLoss(ratio, args.ohem_iou, args.ohem_max_negatives)
+        ohem.hybridize()
+        # the positives counted over every device, as SSDMultiBoxLoss; the loss reports mined
+        return Miner(lambda *lists: losses_over_devices(ohem, lists), None)
     # 'random': the statistics come from a second draw of the same rule, not the trained one
     miner = HardNegativeMiner(ratio) if args.miner == 'gluonmine-hard-negative' \
         else RandomNegativeMiner(ratio)
@@ -341,12 +316,14 @@ def forward_backward(net, miner, generator, shards):
                        for (_, _, anchors), shard in zip(preds, shards)]
         cls_preds, box_preds, anchors = (list(x) for x in zip(*preds))
         cls_targets, box_targets = (list(x) for x in zip(*targets))
-        sums, cls, box = miner.loss(cls_preds, box_preds, cls_targets, box_targets, anchors)
+        results = miner.loss(cls_preds, box_preds, cls_targets, box_targets, anchors)
+    sums, cls, box = results[:3]
+    mined = results[3] if len(results) > 3 else [None] * len(sums)
     autograd.backward(sums)
     return [StepOutput({'cls': c, 'box': b, 'total': s}, cp, bp, a, ct,
-                       shard.label.slice_axis(axis=-1, begin=0, end=4))
-            for s, c, b, cp, bp, a, ct, shard in
-            zip(sums, cls, box, cls_preds, box_preds, anchors, cls_targets, shards)]
+                       shard.label.slice_axis(axis=-1, begin=0, end=4), m)
+            for s, c, b, cp, bp, a, ct, shard, m in
+            zip(sums, cls, box, cls_preds, box_preds, anchors, cls_targets, shards, mined)]
 
 
 def build_step(args, net, miner, trainer, ctx, dist):
@@ -380,7 +357,8 @@ def record_selection(miner, hardest, out, stats):
     and how many of them SSD's hard negative mining (``hardest``) would also keep."""
     with autograd.pause():
         cls = class_losses(nd, out.cls_pred, out.cls_target)                # (B, N)
-        samples = miner.select(cls, out.cls_target, out.box_pred, out.anchors)  # (B, N)
+        samples = out.mined if out.mined is not None else miner.select(
+            cls, out.cls_target, out.box_pred, out.anchors)                 # (B, N)
         top = hardest(cls, samples_from_targets(nd, out.cls_target))        # (B, N)
     samples, cls, top = samples.asnumpy(), cls.asnumpy(), top.asnumpy()
     centre = out.anchors.asnumpy()[0]                                       # (N, 4) cx cy w h
