@@ -42,7 +42,7 @@ RPN_NUM_SAMPLE = 256        # anchors sampled per image, both RPN samplers
 Shard = collections.namedtuple('Shard', 'data label rpn_targets im_hw')
 # what a training step returns: losses (name -> (B,) NDArray) and what the sampler statistics
 # read: rpn_cls_targets (B, N), rois (B, S, 4), samples (B, S), gt_boxes (B, M, 4), and
-# mining = (mined loss mean, all-candidates loss mean) or None
+# mining = (mined loss mean, all-candidates loss mean), (1,) NDArrays, or None
 StepOutput = collections.namedtuple('StepOutput',
                                     'losses rpn_cls_targets rois samples gt_boxes mining')
 # the data side of the samplers: the training transform and, with --device-targets, the
@@ -119,6 +119,11 @@ def build_sampler(args, net):
     return Samplers(transform, transform.target_generator if args.device_targets else None)
 
 
+def test_short(net):
+    """The image's shorter side at test time: the net's ``short`` (its last, when a list)."""
+    return net.short[-1] if isinstance(net.short, (list, tuple)) else net.short
+
+
 def build_dataloader(args, net, samplers, train_set, val_set, dist, ctx):
     """(train loader of this worker's shard, validation loader)."""
     if samplers.generator is None:
@@ -128,8 +133,7 @@ def build_dataloader(args, net, samplers, train_set, val_set, dist, ctx):
                          Pad(pad_val=-1, num_shards=len(ctx)))
     train = common.train_loader(train_set.transform(samplers.transform), args.batch_size,
                                 NonEmptyLabels(batchify), args.num_workers, dist, args.seed)
-    short = net.short[-1] if isinstance(net.short, (list, tuple)) else net.short
-    val = common.val_loader(val_set, FasterRCNNDefaultValTransform(short, net.max_size),
+    val = common.val_loader(val_set, FasterRCNNDefaultValTransform(test_short(net), net.max_size),
                             len(ctx), args.num_workers)
     return train, val
 
@@ -190,8 +194,8 @@ def forward_backward(model, shard, generator=None):
     losses['total'].backward()
     mining = None
     if len(outputs) > 12:       # OHEM: mean loss of the mined RoIs and of every candidate
-        stats = outputs[12]
-        mining = (stats.mined_loss.mean().asscalar(), stats.all_loss.mean().asscalar())
+        stats = outputs[12]     # read on the host by the statistics, after the update
+        mining = (stats.mined_loss.mean(), stats.all_loss.mean())
     return StepOutput(losses, rpn_targets[0], outputs[2], outputs[3], gt_box, mining)
 
 
@@ -230,7 +234,7 @@ def record_stats(outputs, stats):
         stats['rpn'].update((rpn == 1) * 1. - (rpn == 0))
         stats['rcnn'].update(out.samples.asnumpy(), out.rois.asnumpy(), out.gt_boxes.asnumpy())
         if out.mining is not None:
-            stats['mining'].update(*out.mining)
+            stats['mining'].update(*[x.asscalar() for x in out.mining])
 
 
 def new_stats():
