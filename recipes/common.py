@@ -148,10 +148,6 @@ class Distributed(object):
         self.num_workers = self.kv.num_workers if self.kv else 1
         self._next_key = None
 
-    @property
-    def is_distributed(self):
-        return self.kv is not None
-
     def trainer_kvstore(self):
         """What ``gluon.Trainer`` gets as ``kvstore``."""
         return self.kv if self.kv else self.name
@@ -550,7 +546,8 @@ class SelectionStats(object):
 
     def merge(self, other):
         """Add another accumulator's counts (same ``num_sample``) to this one."""
-        for name in ('slots', 'images', 'positives', 'negatives', 'labelled', 'duplicates', 'iou_sum'):
+        for name in ('slots', 'images', 'positives', 'negatives', 'labelled', 'duplicates',
+                     'iou_sum'):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.iou_counts = self.iou_counts + other.iou_counts
 

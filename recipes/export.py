@@ -65,17 +65,6 @@ def example_boxes(rng, shape, size=64., min_side=4., max_side=32.):
     return np.concatenate([xy, xy + wh], axis=-1).astype('float32')
 
 
-def example_ious(boxes, gt_boxes):
-    """IoU (B, N, M) of boxes (B, N, 4) with gt_boxes (B, M, 4), numpy; padding rows give 0."""
-    lt = np.maximum(boxes[:, :, None, :2], gt_boxes[:, None, :, :2])       # (B, N, M, 2)
-    rb = np.minimum(boxes[:, :, None, 2:], gt_boxes[:, None, :, 2:])       # (B, N, M, 2)
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)                    # (B, N, M)
-    area = np.prod(boxes[..., 2:] - boxes[..., :2], axis=-1)               # (B, N)
-    gt_area = np.prod(np.clip(gt_boxes[..., 2:] - gt_boxes[..., :2], 0, None), axis=-1)
-    union = area[:, :, None] + gt_area[:, None, :] - inter                 # (B, N, M)
-    return (inter / np.maximum(union, 1e-12)).astype('float32')
-
-
 def selection_examples(rng):
     """{name: (block factory, [(argument name, numpy input)], random?)} for every gluonmine block.
 
@@ -83,6 +72,7 @@ def selection_examples(rng):
     second image's last is a padding row (-1), so that exports stay small and fast.
     """
     # pylint: disable=import-outside-toplevel
+    from gluonmine.boxes import per_image_iou
     from gluonmine.hard_negative import HardNegativeMiner
     from gluonmine.losses import MultiBoxLoss, RCNNHardExampleLoss
     from gluonmine.ohem import HardExampleMiner, OHEMSampler
@@ -94,7 +84,7 @@ def selection_examples(rng):
     gt[1, 2] = -1
     anchors = example_boxes(rng, (2, 64))                                   # (2, 64, 4)
     anchors[:, :8] = gt[:, :1] + rng.uniform(-2, 2, size=(2, 8, 4)).astype('float32')
-    ious = example_ious(anchors, gt)                                        # (2, 64, 3)
+    ious = per_image_iou(mx.nd, mx.nd.array(anchors), mx.nd.array(gt)).asnumpy()  # (2, 64, 3)
     ious[0, -4:] = -1                                                       # unusable anchors
     losses = rng.exponential(size=(2, 64)).astype('float32')                # (2, 64)
     samples = np.where(ious.max(axis=-1) >= 0.5, 1, -1).astype('float32')  # (2, 64)
@@ -166,7 +156,7 @@ def build_detector(detector, classes, seed, args=None):
     args = args or train_faster_rcnn.parse_args([])
     args.batch_size, args.gpus = 1, []
     net = train_faster_rcnn.build_net(args, classes, [mx.cpu()])
-    short = net.short[-1] if isinstance(net.short, (list, tuple)) else net.short
+    short = train_faster_rcnn.test_short(net)
     return net, (1, 3, short, int(short * 1.25))
 
 

@@ -108,7 +108,7 @@ def soak(name, make_block, make_inputs, sizes, args):
     block = make_block()
     block.initialize()
     block.hybridize(static_alloc=True)
-    start = end = None
+    start = None
     progress = tqdm(range(args.iterations), desc=name, unit='call', leave=False)
     for i in progress:
         size = sizes[(i // args.reshape_every) % len(sizes)]
