@@ -21,11 +21,9 @@ SMALL = dict(num_train=40, num_val=10)
 
 
 @pytest.fixture(scope='module')
-def root(tmp_path_factory):
-    """The default dataset (300 train, 100 val images), written once for this module."""
-    path = str(tmp_path_factory.mktemp('synthetic'))
-    make_synthetic_voc(path)
-    return path
+def root(voc_root):
+    """The default dataset (300 train, 100 val images): conftest's, written once a session."""
+    return voc_root
 
 
 @pytest.fixture(scope='module')

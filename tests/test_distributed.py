@@ -15,8 +15,6 @@ import sys
 import mxnet as mx
 import numpy as np
 
-from gluonmine.data import make_synthetic_voc
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(REPO, 'recipes', 'train_faster_rcnn.py')
 
@@ -34,13 +32,8 @@ def start(role, command, port, log):
     return subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
 
 
-def test_two_workers_end_with_identical_parameters(tmp_path):
-    root = str(tmp_path / 'data')
-    make_synthetic_voc(root)
-    prefix = str(tmp_path / 'run')
-    worker = [sys.executable, RECIPE, '--kvstore', 'dist_sync', '--dataset-root', root,
-              '--num-train-images', '8', '--num-val-images', '2', '--epochs', '2',
-              '--save-prefix', prefix]
+def run_two_workers(worker, tmp_path):
+    """A scheduler, a server and two ``worker`` commands on 127.0.0.1; asserts all exit 0."""
     port, processes = free_port(), []
     with open(str(tmp_path / 'processes.log'), 'w') as log:
         try:
@@ -49,12 +42,17 @@ def test_two_workers_end_with_identical_parameters(tmp_path):
             for _ in range(2):
                 processes.append(start('worker', worker, port, log))
             codes = [p.wait(timeout=180) for p in processes]
+        except subprocess.TimeoutExpired:
+            codes = None
         finally:
             for p in processes:
                 if p.poll() is None:
                     p.kill()
-    output = open(str(tmp_path / 'processes.log')).read()
-    assert codes == [0, 0, 0, 0], output[-3000:]
+    assert codes == [0, 0, 0, 0], open(str(tmp_path / 'processes.log')).read()[-3000:]
+
+
+def assert_identical_workers(prefix):
+    """Both workers saved the same parameters, and training moved their BatchNorm statistics."""
     first = mx.nd.load(prefix + '-worker0.params')
     second = mx.nd.load(prefix + '-worker1.params')
     assert sorted(first) == sorted(second)
@@ -64,3 +62,11 @@ def test_two_workers_end_with_identical_parameters(tmp_path):
     # not trivially equal: training moved the BatchNorm statistics away from their start
     means = [first[name].asnumpy() for name in first if name.endswith('running_mean')]
     assert means and all(np.abs(m).max() > 0 for m in means)
+
+
+def test_two_workers_end_with_identical_parameters(voc_root, tmp_path):
+    prefix = str(tmp_path / 'run')
+    run_two_workers([sys.executable, RECIPE, '--kvstore', 'dist_sync', '--dataset-root',
+                     voc_root, '--num-train-images', '8', '--num-val-images', '2',
+                     '--epochs', '2', '--save-prefix', prefix], tmp_path)
+    assert_identical_workers(prefix)

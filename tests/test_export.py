@@ -13,7 +13,6 @@ sys.path.insert(0, RECIPES)
 import export  # noqa: E402  pylint: disable=wrong-import-position
 import train_faster_rcnn  # noqa: E402  pylint: disable=wrong-import-position
 import train_ssd  # noqa: E402  pylint: disable=wrong-import-position
-from gluonmine.data import make_synthetic_voc  # noqa: E402  pylint: disable=wrong-import-position
 
 SELECTION_BLOCKS = {'rpn_target_sampler', 'rpn_target_generator', 'quota_sampler',
                     'rcnn_target_sampler', 'hard_example_miner', 'hard_negative_miner',
@@ -31,12 +30,10 @@ def check_in_fresh_process(folder):
 
 
 @pytest.fixture(scope='module')
-def exported(tmp_path_factory):
+def exported(tmp_path_factory, voc_root):
     """Both recipes' tiny detectors trained for one iteration, exported with every block."""
     root = tmp_path_factory.mktemp('export')
-    data = str(root / 'data')
-    make_synthetic_voc(data)
-    tiny = ['--dataset-root', data, '--num-train-images', '4', '--num-val-images', '1',
+    tiny = ['--dataset-root', voc_root, '--num-train-images', '4', '--num-val-images', '1',
             '--batch-size', '2', '--max-iters', '1', '--epochs', '1']
     train_ssd.main(tiny + ['--save-prefix', str(root / 'ssd')])
     train_faster_rcnn.main(tiny + ['--save-prefix', str(root / 'frcnn')])

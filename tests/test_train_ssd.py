@@ -189,31 +189,9 @@ def test_two_dist_sync_workers_end_with_identical_parameters(voc_root, tmp_path)
     # the same launch as tests/test_distributed.py (scheduler, server, two workers on
     # 127.0.0.1), running this recipe: the weights through the summed gradients, the
     # BatchNorm statistics through common.share_untrained
-    import subprocess
-    from test_distributed import free_port, start
+    from test_distributed import assert_identical_workers, run_two_workers
     prefix = str(tmp_path / 'run')
-    worker = [sys.executable, train_ssd.__file__, '--kvstore', 'dist_sync', '--dataset-root',
-              voc_root, '--num-train-images', '8', '--num-val-images', '2', '--batch-size', '2',
-              '--epochs', '2', '--save-prefix', prefix]
-    port, processes = free_port(), []
-    with open(str(tmp_path / 'processes.log'), 'w') as log:
-        try:
-            for role in ('scheduler', 'server'):
-                processes.append(start(role, [sys.executable, '-c', 'import mxnet'], port, log))
-            for _ in range(2):
-                processes.append(start('worker', worker, port, log))
-            codes = [p.wait(timeout=180) for p in processes]
-        except subprocess.TimeoutExpired:
-            codes = None
-        finally:
-            for p in processes:
-                if p.poll() is None:
-                    p.kill()
-    assert codes == [0, 0, 0, 0], open(str(tmp_path / 'processes.log')).read()[-3000:]
-    first = mx.nd.load(prefix + '-worker0.params')
-    second = mx.nd.load(prefix + '-worker1.params')
-    assert sorted(first) == sorted(second)
-    for name in first:
-        assert_array_equal(first[name].asnumpy(), second[name].asnumpy(), err_msg=name)
-    means = [first[name].asnumpy() for name in first if name.endswith('running_mean')]
-    assert means and all(np.abs(m).max() > 0 for m in means)
+    run_two_workers([sys.executable, train_ssd.__file__, '--kvstore', 'dist_sync',
+                     '--dataset-root', voc_root, '--num-train-images', '8', '--num-val-images',
+                     '2', '--batch-size', '2', '--epochs', '2', '--save-prefix', prefix], tmp_path)
+    assert_identical_workers(prefix)
