@@ -19,14 +19,10 @@ from gluonmine.models import tiny_faster_rcnn
 from gluonmine.ohem import HardExampleMiner
 from gluonmine.rcnn_ohem import NEGATIVE_IOU_EDGES, OHEMFasterRCNN
 from gluonmine.rcnn_target import RCNNTargetSampler
+from test_rcnn import GT_BOXES, GT_LABELS, HEIGHT, WIDTH
 
-HEIGHT, WIDTH = 128, 160
 CLASSES = ['a', 'b']
 PROPOSALS = 300                    # the tiny net's RPN keeps 300 boxes an image in training
-# image 0: two objects; image 1: one object and a padding row
-GT_BOXES = nd.array([[[10, 10, 60, 80], [50, 40, 120, 110]],
-                     [[5, 5, 40, 40], [-1, -1, -1, -1]]])
-GT_LABELS = nd.array([[[0], [1]], [[1], [-1]]])
 CANDIDATES = PROPOSALS + 2         # proposals, then the two ground truth rows
 
 
@@ -372,11 +368,3 @@ def test_rejects_bad_inputs_and_prediction_mode():
         with pytest.raises(ValueError, match='gt_box'):
             ohem(x, GT_BOXES[:1], GT_LABELS[:1])
 
-
-def test_constructor_arguments_are_documented():
-    import inspect
-    import re
-    doc = inspect.getdoc(OHEMFasterRCNN)
-    for name in inspect.signature(OHEMFasterRCNN.__init__).parameters:
-        if name not in ('self', 'kwargs'):
-            assert re.search(r'^{} :'.format(name), doc, re.M), name
