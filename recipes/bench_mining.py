@@ -12,7 +12,8 @@ NMS at 0.7, 64 per image) against the same selection in plain NumPy: a stable
 sort, then the usual vectorised greedy NMS loop per image, stopping at 64.
 
 Both comparisons first check that the outputs are identical. Times are the
-best of a few rounds (other processes only ever add time).
+fastest of 5 rounds that take turns between the two sides (other processes
+only ever add time).
 
     python recipes/benchmark.py --only mining
     MXNET_EXEC_BULK_EXEC_INFERENCE=0 python recipes/bench_mining.py --profile
@@ -103,11 +104,6 @@ def ohem_batch(batch=2, rois=2000, seed=0):
     return cls_losses, loc_losses, boxes, samples
 
 
-def best_of(fn, repeat):
-    """The fastest of 3 timing rounds of ``fn``."""
-    return fastest([fn], repeat, rounds=3)[0]
-
-
 def row(what, setting, reference, t_reference, t_ours):
     return dict(block=what, setting=setting, reference=reference,
                 **speed_columns(t_reference, t_ours, 'reference'))
@@ -121,8 +117,8 @@ def run(quick):
     for name, iou_input in [('(B, N, M) ious', ious), ('(B, N) best IoU', ious.max(axis=2))]:
         want = theirs(matches, logits, iou_input).asnumpy()
         assert (ours(matches, logits, iou_input).asnumpy() == want).all(), 'outputs differ'
-        t_theirs = best_of(lambda: theirs(matches, logits, iou_input), repeat)
-        t_ours = best_of(lambda: ours(matches, logits, iou_input), 4 * repeat)
+        t_theirs, t_ours = fastest([lambda: theirs(matches, logits, iou_input),
+                                    lambda: ours(matches, logits, iou_input)], repeat)
         setting = 'B={}, 8732 anchors, 21 classes, ratio 3, {}'.format(batch, name)
         rows.append(row('OHEMSampler', setting, 'GluonCV OHEMSampler', t_theirs, t_ours))
 
@@ -132,13 +128,13 @@ def run(quick):
     want = numpy_ohem(*arrays)
     got = [o.asnumpy() for o in miner(*inputs)]
     assert all((g == w).all() for g, w in zip(got, want)), 'outputs differ'
-    t_numpy = best_of(lambda: numpy_ohem(*arrays), 4 * repeat)
-    t_ours = best_of(lambda: miner(*inputs), 20 * repeat)
+    t_numpy, t_ours = fastest([lambda: numpy_ohem(*arrays), lambda: miner(*inputs)], 4 * repeat)
     rows.append(row('HardExampleMiner', 'B=2, 2000 RoIs, NMS 0.7, 64 per image',
                     'NumPy greedy NMS loop', t_numpy, t_ours))
     columns = ['block', 'setting', 'reference', 'reference_ms', 'gluonmine_ms', 'speedup']
     notes = ['Identical outputs checked before timing. gluonmine runs hybridized '
-             '(static_alloc, static_shape); times are the best of 3 rounds. Per-operator '
+             '(static_alloc, static_shape); times are the fastest of 5 interleaved rounds. '
+             'Per-operator '
              'profile: `MXNET_EXEC_BULK_EXEC_INFERENCE=0 python recipes/bench_mining.py '
              '--profile`.']
     return columns, rows, notes
