@@ -1,0 +1,63 @@
+"""The benchmark recipe end to end in its smoke mode, and the agreement checks it runs first."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, 'recipes'))
+
+import bench_rcnn  # noqa: E402  pylint: disable=wrong-import-position
+
+SECTIONS = {'mining', 'ohem_step', 'rcnn', 'rpn', 'transform'}
+RATIOS = ('speedup', 'speedup_vs_gluoncv', 'ohem_over_this')       # one a row
+
+
+def test_quick_benchmark_passes_its_checks_and_writes_every_table(tmp_path):
+    # every section checks that both sides agree before timing: a failed check exits non-zero
+    out = tmp_path / 'benchmark.json'
+    done = subprocess.run([sys.executable, os.path.join(REPO, 'recipes', 'benchmark.py'),
+                           '--quick', '--out', str(out)], cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report['quick'] and set(report['sections']) == SECTIONS
+    for name, section in report['sections'].items():
+        assert '(`--only {}`)'.format(name) in done.stdout
+        assert section['rows'], name
+        for row in section['rows']:
+            assert set(row) <= set(section['columns']), name
+            ratios = [row[c] for c in RATIOS if c in row]
+            assert len(ratios) == 1 and re.fullmatch(r'\d+\.\d+x', ratios[0]), (name, row)
+
+
+@pytest.fixture(name='rcnn_outputs', scope='module')
+def fixture_rcnn_outputs():
+    """GluonCV's and gluonmine's RCNN samples of the benchmark's 2-image batch."""
+    from gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target import RCNNTargetSampler as Theirs
+    from gluonmine.rcnn_target import RCNNTargetSampler as Ours
+    inputs, args = bench_rcnn.batch(2), (2, 2000, 512, 0.5, 0.25, 100)
+    return Theirs(*args)(*inputs), Ours(*args)(*inputs)
+
+
+def test_rcnn_check_accepts_the_two_samplers(rcnn_outputs):
+    bench_rcnn.check_common_rois(*rcnn_outputs)
+
+
+@pytest.mark.parametrize('changed', [1, 2])             # 1: the labels, 2: the matches
+def test_rcnn_check_rejects_a_changed_label_or_match(rcnn_outputs, changed):
+    theirs, ours = rcnn_outputs
+    ours = list(ours)
+    ours[changed] = ours[changed] * (-1 if changed == 1 else 1) + (changed == 2)
+    with pytest.raises(AssertionError, match='differ'):
+        bench_rcnn.check_common_rois(theirs, ours)
+
+
+def test_rcnn_check_rejects_samples_with_nothing_in_common(rcnn_outputs):
+    theirs, ours = rcnn_outputs
+    moved = ours[0] + 0.5
+    with pytest.raises(AssertionError, match='in common'):
+        bench_rcnn.check_common_rois(theirs, [moved] + list(ours[1:]))
