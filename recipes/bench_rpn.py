@@ -53,19 +53,21 @@ def border_ious(anchors, gt):
     return mx.nd.array(np.where(outside[None, :, None], -1, ious.asnumpy()))
 
 
-def check_sampler(ious):
-    """gluonmine's sampler agrees with GluonCV's on ious (BATCH, N, M), or AssertionError.
+def check_sampler(sampler, ious, per_image):
+    """gluonmine's sampler agrees with GluonCV's, or AssertionError.
 
-    Its matches, and its labels before subsampling under GluonCV's clobbering
-    rule (``clobber_positives=True``), equal GluonCV's for every anchor.
+    sampler: gluonmine's RPNTargetSampler; ious: (BATCH, N, M) NDArray;
+    per_image: the same as BATCH NumPy (N, M) arrays. Its matches, and its
+    labels before subsampling under GluonCV's clobbering rule
+    (``clobber_positives=True``), equal GluonCV's for every anchor.
     """
     labels = RPNTargetSampler(clobber_positives=True).label(mx.nd, ious).asnumpy()
-    _, matches = RPNTargetSampler()(ious)
+    matches = sampler(ious)[1].asnumpy()
     everything = GluonCVSampler(10 ** 7, 0.7, 0.3, 0.5)    # num_sample above N: no subsampling
-    for b in range(BATCH):
-        want_labels, want_matches = everything(ious[b].asnumpy())
+    for b, image in enumerate(per_image):
+        want_labels, want_matches = everything(image)
         np.testing.assert_array_equal(labels[b], want_labels)
-        np.testing.assert_array_equal(matches[b].asnumpy(), want_matches)
+        np.testing.assert_array_equal(matches[b], want_matches)
 
 
 def run(quick):
@@ -84,9 +86,9 @@ def run(quick):
                          **speed_columns(t_theirs / BATCH, t_ours / BATCH)))
 
         ious = border_ious(anchors, gt)
-        check_sampler(ious)
         per_image = [ious[b].asnumpy() for b in range(BATCH)]
         theirs, ours = GluonCVSampler(256, 0.7, 0.3, 0.5), hybridized(RPNTargetSampler())
+        check_sampler(ours, ious, per_image)
         t_theirs, t_ours = fastest([lambda: [theirs(i) for i in per_image], lambda: ours(ious)],
                                    repeat, rounds)
         rows.append(dict(layout=layout, step='sampler alone, given the IoU matrix',

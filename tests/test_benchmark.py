@@ -39,7 +39,8 @@ def fixture_rcnn_outputs():
     """GluonCV's and gluonmine's RCNN samples of the benchmark's 2-image batch."""
     from gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target import RCNNTargetSampler as Theirs
     from gluonmine.rcnn_target import RCNNTargetSampler as Ours
-    inputs, args = bench_rcnn.batch(2), (2, 2000, 512, 0.5, 0.25, 100)
+    args = (2, bench_rcnn.PROPOSALS, bench_rcnn.LAYOUTS['FPN'], 0.5, 0.25, bench_rcnn.GTS)
+    inputs = bench_rcnn.batch(2)
     return Theirs(*args)(*inputs), Ours(*args)(*inputs)
 
 
@@ -47,11 +48,12 @@ def test_rcnn_check_accepts_the_two_samplers(rcnn_outputs):
     bench_rcnn.check_common_rois(*rcnn_outputs)
 
 
-@pytest.mark.parametrize('changed', [1, 2])             # 1: the labels, 2: the matches
-def test_rcnn_check_rejects_a_changed_label_or_match(rcnn_outputs, changed):
+@pytest.mark.parametrize('output, change', [(1, lambda samples: -samples),      # labels
+                                            (2, lambda matches: matches + 1)])  # matches
+def test_rcnn_check_rejects_a_changed_label_or_match(rcnn_outputs, output, change):
     theirs, ours = rcnn_outputs
     ours = list(ours)
-    ours[changed] = ours[changed] * (-1 if changed == 1 else 1) + (changed == 2)
+    ours[output] = change(ours[output])
     with pytest.raises(AssertionError, match='differ'):
         bench_rcnn.check_common_rois(theirs, ours)
 
