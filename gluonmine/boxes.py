@@ -43,7 +43,7 @@ def per_image_iou(F, boxes, gt_boxes, num_image=None):
     intermittently returns zeros inside a net hybridized with
     ``static_alloc=True``, recorded by autograd, whose input shapes change
     between calls: how GluonCV trains Faster R-CNN (MXNet 1.9.1; a regression
-    test in ``tests/test_rcnn_target.py``).
+    test in ``tests/test_rcnn.py``).
     """
     if num_image is None and hasattr(boxes, 'shape'):
         num_image = boxes.shape[0]
