@@ -252,10 +252,10 @@ def check_block(folder, entry, seed):
             entry['name'], len(outputs), len(entry['outputs'])))
     worst = 0.
     for i, got in enumerate(outputs):
-        want = saved['output{}'.format(i)]
-        np.testing.assert_allclose(got.asnumpy(), want, rtol=1e-5, atol=1e-5,
+        got, want = got.asnumpy(), saved['output{}'.format(i)]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5,
                                    err_msg='{} output {}'.format(entry['name'], i))
-        worst = max(worst, float(np.abs(got.asnumpy() - want).max()) if want.size else 0.)
+        worst = max(worst, float(np.abs(got - want).max()) if want.size else 0.)
     return worst
 
 
