@@ -128,8 +128,8 @@ class RCNNTargetSampler(sampling.QuotaProperties, SelectionBlock, _gluoncv.RCNNT
 
     def hybrid_forward(self, F, rois, scores, gt_boxes):
         # boxes with NaN or infinite coordinates are padding: never sampled, never matched
-        scores = F.where(_ops.finite_rows(F, rois), F.reshape(scores, shape=(0, -1)),
-                         -F.ones_like(F.reshape(scores, shape=(0, -1))))    # (B, N)
+        scores = F.reshape(scores, shape=(0, -1))                           # (B, N)
+        scores = F.where(_ops.finite_rows(F, rois), scores, -F.ones_like(scores))  # (B, N)
         gt_boxes = F.where(_ops.spread(F, _ops.finite_rows(F, gt_boxes), 4), gt_boxes,
                            -F.ones_like(gt_boxes))                          # (B, M, 4)
         candidates = F.concat(rois, gt_boxes, dim=1)                        # (B, C, 4)
