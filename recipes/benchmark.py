@@ -20,6 +20,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+THREAD_VARIABLES = ('OMP_NUM_THREADS', 'MXNET_OMP_MAX_THREADS')
 
 
 def parse_args(argv=None):
@@ -39,6 +40,21 @@ def discover():
     return {module.NAME: module for module in modules}
 
 
+def thread_settings():
+    """The environment variables that set MXNet's OpenMP threads: {name: value or None}.
+
+    Unset, MXNet 1.9.1 on x86 uses half the cores (README, "Things we found in
+    the stack"), and the timings depend on it, so every report records them.
+    """
+    return {name: os.environ.get(name) for name in THREAD_VARIABLES}
+
+
+def describe_threads(settings):
+    """'OMP_NUM_THREADS=2' style text for the report header; MXNet's default when unset."""
+    chosen = ['{}={}'.format(k, v) for k, v in settings.items() if v is not None]
+    return ', '.join(chosen) or "MXNet's default OpenMP threads"
+
+
 def markdown(columns, rows):
     """A Markdown table of rows (dicts keyed by column)."""
     lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
@@ -56,10 +72,13 @@ def main(argv=None):
         raise SystemExit('unknown section(s) {}; known: {}'.format(
             ', '.join(unknown), ', '.join(sections)))
     import mxnet as mx
+    threads = thread_settings()
     report = {'machine': platform.processor() or platform.machine(), 'cpus': os.cpu_count(),
-              'mxnet': mx.__version__, 'quick': args.quick, 'sections': {}}
-    print('# gluonmine benchmark ({} CPUs, MXNet {}{})\n'.format(
-        os.cpu_count(), mx.__version__, ', quick' if args.quick else ''))
+              'mxnet': mx.__version__, 'threads': threads, 'quick': args.quick,
+              'sections': {}}
+    print('# gluonmine benchmark ({} CPUs, MXNet {}, {}{})\n'.format(
+        os.cpu_count(), mx.__version__, describe_threads(threads),
+        ', quick' if args.quick else ''))
     for name in wanted:
         module = sections[name]
         start = time.time()

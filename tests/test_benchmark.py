@@ -19,12 +19,17 @@ RATIOS = ('speedup', 'speedup_vs_gluoncv', 'ohem_over_this')       # one a row
 def test_quick_benchmark_passes_its_checks_and_writes_every_table(tmp_path):
     # every section checks that both sides agree before timing: a failed check exits non-zero
     out = tmp_path / 'benchmark.json'
+    env = dict(os.environ, MXNET_OMP_MAX_THREADS='1')
+    env.pop('OMP_NUM_THREADS', None)
     done = subprocess.run([sys.executable, os.path.join(REPO, 'recipes', 'benchmark.py'),
-                           '--quick', '--out', str(out)], cwd=str(tmp_path),
+                           '--quick', '--out', str(out)], cwd=str(tmp_path), env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report['quick'] and set(report['sections']) == SECTIONS
+    # timings depend on MXNet's OpenMP threads: the report says what they were set to
+    assert report['threads'] == {'OMP_NUM_THREADS': None, 'MXNET_OMP_MAX_THREADS': '1'}
+    assert 'MXNET_OMP_MAX_THREADS=1, quick)' in done.stdout.splitlines()[0]
     for name, section in report['sections'].items():
         assert '(`--only {}`)'.format(name) in done.stdout
         assert section['rows'], name
