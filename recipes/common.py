@@ -407,14 +407,14 @@ class Run(object):
         """Iterations of the whole run: ``--epochs`` passes, at most ``--max-iters``."""
         return min(self.args.epochs * len(train_data), self.args.max_iters or float('inf'))
 
-    def train(self, net, params, step, loaders, evaluate, new_stats, hybridize):
+    def train(self, net, params, step, loaders, new_stats, hybridize):
         """Train epoch after epoch, save the parameters, write the reports: the metrics.
 
         Before each epoch ``hybridize()`` (the recipe's own setting, since
-        evaluation may re-hybridize the net); after it, every worker takes
+        evaluation re-hybridizes the net); after it, every worker takes
         worker 0's BatchNorm statistics (:func:`share_untrained`) and worker 0
-        evaluates (``evaluate(net, val_loader) -> {class: AP, 'mAP': mean}``)
-        every ``--val-interval`` epochs and after the last. ``params`` are the
+        evaluates (:func:`evaluate` on the run's devices and classes) every
+        ``--val-interval`` epochs and after the last. ``params`` are the
         trained parameters by name, ``loaders`` ``(train_loader, val_loader)``,
         ``new_stats()`` a fresh statistics dict for the step's ``record``.
         """
@@ -428,7 +428,7 @@ class Run(object):
             share_untrained(net, params, dist)
             last = epoch == args.epochs or report.iterations + record['iterations'] >= num_iters
             if dist.rank == 0 and (last or epoch % args.val_interval == 0):
-                record['map'] = evaluate(net, val_data)
+                record['map'] = evaluate(net, val_data, self.ctx, self.classes)
             report.add_epoch(record, stats, self.logger)
             if last:
                 break

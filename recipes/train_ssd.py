@@ -418,8 +418,7 @@ def main(argv=None):
     params = trainable(net)
     trainer = common.build_trainer(params, args, run.iterations(loaders[0]), run.dist)
     step = build_step(args, net, miner, trainer, ctx, run.dist)
-    return run.train(net, params, step, loaders,
-                     lambda net, loader: common.evaluate(net, loader, ctx, classes), new_stats,
+    return run.train(net, params, step, loaders, new_stats,
                      lambda: net.hybridize(static_alloc=True, static_shape=True))  # as GluonCV's
 
 
