@@ -1,6 +1,8 @@
 """The base class of every public gluonmine block."""
 from mxnet import autograd, gluon
 
+from ._checks import as_float32
+
 
 class SelectionBlock(gluon.HybridBlock):
     """A HybridBlock that selects: it checks its inputs and never records gradients.
@@ -11,6 +13,7 @@ class SelectionBlock(gluon.HybridBlock):
     gradients (and some index operators MXNet uses here have no gradient at
     all). Subclasses override :meth:`check_inputs` to validate NDArray shapes;
     it runs on every call, eager or hybridized, and may return adjusted inputs.
+    NDArray inputs of another dtype than float32 are cast first.
     """
 
     def check_inputs(self, *args):
@@ -18,6 +21,6 @@ class SelectionBlock(gluon.HybridBlock):
         return args
 
     def forward(self, *args):  # pylint: disable=arguments-differ
-        args = self.check_inputs(*args)
         with autograd.pause(train_mode=autograd.is_training()):
+            args = self.check_inputs(*[as_float32(x) for x in args])
             return super(SelectionBlock, self).forward(*args)

@@ -4,7 +4,7 @@ Constructor arguments fail with ``ValueError`` naming the argument and the value
 inputs fail with ``ValueError`` naming the input, the shape expected and the
 shape given. Shape checks run in ``forward`` on the NDArrays a caller passes,
 so they hold eagerly and for hybridized blocks alike; nothing is read from the
-device.
+device. NDArray inputs of another dtype are read as float32 (:func:`as_float32`).
 """
 import numbers
 
@@ -59,6 +59,18 @@ def check_choice(name, value, choices):
 def is_array(x):
     """True for an NDArray (a value whose shape can be checked), False for a Symbol."""
     return isinstance(x, ndarray.NDArray)
+
+
+def as_float32(x):
+    """An NDArray input as float32, the dtype every block computes in.
+
+    float16 (mixed precision), float64 or integer arrays are cast on their
+    own device (no host copy) instead of failing deep inside MXNet on a dtype
+    mismatch; float32 arrays, Symbols and other values pass unchanged.
+    """
+    if is_array(x) and x.dtype != np.float32:
+        return x.astype('float32')
+    return x
 
 
 def check_shape(name, x, expected, last=None):

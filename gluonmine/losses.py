@@ -105,14 +105,19 @@ def per_image_norm(F, mask):
 # ------------------------------------------------------------- base
 
 class _LossBlock(gluon.HybridBlock):
-    """A HybridBlock that checks its NDArray inputs (``check_inputs``) on every call."""
+    """A HybridBlock that checks its NDArray inputs (``check_inputs``) on every call.
+
+    The loss is computed in float32: NDArray inputs of another dtype (float16
+    predictions of a mixed-precision network) are cast first, and their
+    gradients flow back through the cast in their own dtype.
+    """
 
     def check_inputs(self, *args):
         """Validate the NDArray inputs; returns them (trailing ``None`` dropped)."""
         return args
 
     def forward(self, *args):
-        args = list(self.check_inputs(*args))
+        args = list(self.check_inputs(*[_checks.as_float32(x) for x in args]))
         while args and args[-1] is None:
             args.pop()
         return super(_LossBlock, self).forward(*args)
@@ -231,12 +236,14 @@ class MultiBoxLoss(_LossBlock):
 def positives_over_devices(cls_targets):
     """The number of positives in the whole batch, on each device, without the host.
 
-    cls_targets: one (B, N) NDArray per device -> one (1,) float32 NDArray per
-    device, each the total. Each device counts its own positives; the counts
-    are copied to the first device, added there, and the sum is copied back:
-    asynchronous copies between devices that never wait for a value.
+    cls_targets: one (B, N) NDArray per device (any dtype: counted in float32)
+    -> one (1,) float32 NDArray per device, each the total. Each device counts
+    its own positives; the counts are copied to the first device, added there,
+    and the sum is copied back: asynchronous copies between devices that never
+    wait for a value.
     """
-    counts = [nd.reshape(nd.sum(ct > 0), shape=(1,)) for ct in cls_targets] # (1,) each
+    counts = [nd.reshape(nd.sum(_checks.as_float32(ct) > 0), shape=(1,))
+              for ct in cls_targets]                                        # (1,) each
     if len(counts) == 1:
         return counts
     home = counts[0].context

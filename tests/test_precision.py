@@ -1,0 +1,47 @@
+"""Inputs of other dtypes, for every public block."""
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, nd
+
+from test_reliability import BLOCKS, build, call
+
+LOSSES = ['MultiBoxLoss', 'RCNNHardExampleLoss']
+
+
+def outputs(block, arrays, seed=42):
+    mx.random.seed(seed)
+    out = block(*arrays)
+    return [o for o in (out if isinstance(out, (list, tuple)) else [out])]
+
+
+@pytest.mark.parametrize('dtype', ['float16', 'float64', 'int32'])
+@pytest.mark.parametrize('name', sorted(BLOCKS))
+def test_other_dtypes_are_read_as_float32(name, dtype):
+    # float16 predictions of a mixed-precision net, float64 arrays made from NumPy,
+    # integer labels: the float32 outputs of the same values, eager and hybridized
+    values = [np.asarray(x).astype(dtype) for x in BLOCKS[name][1]]
+    for hybrid in (False, True):
+        want = outputs(build(name, hybrid), [nd.array(x, dtype='float32') for x in values])
+        got = outputs(build(name, hybrid), [nd.array(x, dtype=dtype) for x in values])
+        for g, w in zip(got, want):
+            assert g.dtype == np.float32
+            np.testing.assert_array_equal(g.asnumpy(), w.asnumpy())
+
+
+@pytest.mark.parametrize('name', LOSSES)
+def test_float16_predictions_get_float16_gradients_of_the_float32_loss(name):
+    inputs = BLOCKS[name][1]
+    grads = {}
+    for dtype in ('float32', 'float16'):
+        arrays = [nd.array(x, dtype='float32') for x in inputs]
+        arrays[0] = nd.array(inputs[0], dtype=dtype)                # cls_pred
+        arrays[0].attach_grad()
+        with autograd.record():
+            total = outputs(build(name, True), arrays)[0].sum()
+        total.backward()
+        assert arrays[0].grad.dtype == np.dtype(dtype)
+        grads[dtype] = arrays[0].grad.asnumpy().astype('float32')
+    assert np.abs(grads['float32']).sum() > 0
+    # the loss itself ran in float32 on the float16-rounded logits
+    np.testing.assert_allclose(grads['float16'], grads['float32'], rtol=1e-2, atol=1e-3)
