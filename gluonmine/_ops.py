@@ -284,6 +284,19 @@ def mask_from_cut(F, masked, count, cut):
     return above + tied * F.broadcast_lesser_equal(tied_rank, room)         # (B, N)
 
 
+def ranked_entry(F, ranked, at):
+    """Entry ``at`` of each row of a top-k result: ``ranked[b, at[b]]``.
+
+    ranked: (B, K) non-increasing along each row (``topk`` values); at: (B,)
+    integer-valued, >= 0 (from K on, the last entry). Returns (B,). The smallest of the
+    first ``at + 1`` entries, not a ``pick``: MXNet's mixed-precision pass
+    (``amp.convert_hybrid_block``) cannot type a ``pick`` of ``topk`` values.
+    """
+    rank = F.reshape(F.contrib.arange_like(ranked, axis=1), shape=(1, -1))  # (1, K)
+    within = F.broadcast_lesser_equal(rank, F.reshape(at, shape=(-1, 1)))   # (B, K)
+    return F.min(F.where(within, ranked, F.ones_like(ranked) * INF), axis=1)  # (B,)
+
+
 def rank_mask(F, keys, valid, k, count=None):
     """Like :func:`topk_mask`, but equal keys rank the lower index first.
 
@@ -299,7 +312,7 @@ def rank_mask(F, keys, valid, k, count=None):
     if count is None:
         count = F.ones_like(F.slice_axis(keys, axis=1, begin=0, end=1)) * k # (B, 1)
     count = F.minimum(count, k)                                             # (B, 1)
-    cut = F.pick(top, F.reshape(F.clip(count - 1, 0, k - 1), shape=(-1,)), axis=1)  # (B,)
+    cut = ranked_entry(F, top, F.reshape(F.maximum(count - 1, 0), shape=(-1,)))  # (B,)
     mask = mask_from_cut(F, masked, count, F.reshape(cut, shape=(-1, 1)))   # (B, N)
     return mask, row_sum(F, mask)                                           # (B, N), (B, 1)
 
@@ -322,7 +335,7 @@ def count_mask(F, masked, count, fast_k=FAST_K):
     slow = F.sort(F.broadcast_add(masked, idle), axis=1, is_ascend=False)   # (B, N)
     at = F.reshape(F.maximum(count - 1, 0), shape=(-1,))                    # (B,)
     cut = F.where(F.reshape(slow_rows, shape=(-1,)), F.pick(slow, at, axis=1, mode='clip'),
-                  F.pick(fast, at, axis=1, mode='clip'))                    # (B,)
+                  ranked_entry(F, fast, at))                                # (B,)
     return mask_from_cut(F, masked, count, F.reshape(cut, shape=(-1, 1)))
 
 

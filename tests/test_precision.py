@@ -1,12 +1,14 @@
-"""Inputs of other dtypes, for every public block."""
+"""Inputs of other dtypes, and MXNet's mixed-precision conversion, for every public block."""
 import mxnet as mx
 import numpy as np
 import pytest
 from mxnet import autograd, nd
+from mxnet.contrib import amp
 
 from test_reliability import BLOCKS, build, call
 
 LOSSES = ['MultiBoxLoss', 'RCNNHardExampleLoss']
+SELECTIONS = sorted(set(BLOCKS) - set(LOSSES))
 
 
 def outputs(block, arrays, seed=42):
@@ -45,3 +47,34 @@ def test_float16_predictions_get_float16_gradients_of_the_float32_loss(name):
     assert np.abs(grads['float32']).sum() > 0
     # the loss itself ran in float32 on the float16-rounded logits
     np.testing.assert_allclose(grads['float16'], grads['float32'], rtol=1e-2, atol=1e-3)
+
+
+@pytest.mark.parametrize('name', SELECTIONS)
+def test_bfloat16_conversion_keeps_every_selection(name):
+    # amp.convert_hybrid_block runs the FullyConnected counts in bfloat16 on CPU:
+    # the selections are unchanged
+    good = BLOCKS[name][1]
+    block = build(name, True)
+    mx.random.seed(42)
+    want = call(block, good)
+    converted = amp.convert_hybrid_block(block, target_dtype='bfloat16', ctx=mx.cpu())
+    mx.random.seed(42)
+    got = call(converted, good)
+    for g, w in zip(got, want):
+        assert g.dtype == np.float32
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize('name', SELECTIONS)
+def test_float16_conversion_types_every_output_float32(name):
+    # what a GPU would run (MXNet's CPU has no float16 FullyConnected): the
+    # converted graph casts to float16 and infers float32 outputs
+    good = BLOCKS[name][1]
+    block = build(name, True)
+    call(block, good)
+    converted = amp.convert_hybrid_block(block, target_dtype='float16', ctx=mx.cpu())
+    inputs, symbol = converted._cached_graph
+    internals = symbol.get_internals().list_outputs()
+    assert any('amp_cast' in o or 'amp_multicast' in o for o in internals)
+    _, types, _ = symbol.infer_type(**{x.name: 'float32' for x in inputs})
+    assert types == [np.float32] * len(types)
