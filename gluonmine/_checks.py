@@ -77,14 +77,20 @@ def check_shape(name, x, expected, last=None):
     """Check the rank (and optionally the last dimension) of an NDArray input.
 
     expected: a string such as ``'(B, N, M)'``; its number of axes is the rank
-    required. ``last`` fixes the size of the last axis (4 for boxes).
+    required. ``last`` fixes the size of the last axis (4 for boxes). Only
+    an axis named M (ground truths, see :func:`padding_if_empty`) may be
+    empty: MXNet computes nothing on zero-size arrays.
     Symbols pass unchecked: their shapes are not known yet.
     """
     if not is_array(x):
         return
-    rank = len(expected.strip('()').split(','))
-    if x.ndim != rank or (last is not None and x.shape[-1] != last):
+    axes = [axis.strip() for axis in expected.strip('()').split(',')]
+    if x.ndim != len(axes) or (last is not None and x.shape[-1] != last):
         raise ValueError('{} must have shape {}, got {}'.format(name, expected, x.shape))
+    empty = [axis for axis, size in zip(axes, x.shape) if size == 0 and axis != 'M']
+    if empty:
+        raise ValueError('{} must have shape {} with {} at least 1, got {}'.format(
+            name, expected, ' and '.join(empty), x.shape))
 
 
 def check_same(name, x, axis, other_name, other, other_axis):
@@ -101,15 +107,16 @@ def as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
-def padding_if_empty(gt):
-    """One padding row (-1) in place of a ground-truth axis of length 0.
+def padding_if_empty(x, axis=1, value=-1.):
+    """One padding ground truth in place of a ground-truth axis of length 0.
 
-    gt: (B, M, D) NDArray; MXNet has no zero-size arrays in most operators, and
-    a batch without any object is common. A padding row gives the same labels
-    (it overlaps nothing and forces nothing), so (B, 0, D) becomes (B, 1, D)
-    of -1. Symbols and non-empty arrays pass unchanged.
+    MXNet has no zero-size arrays in most operators, and a batch without any
+    object is common. A padding ground truth gives the same labels (it
+    overlaps nothing and forces nothing): boxes (B, 0, D) become (B, 1, D) of
+    -1 (the defaults), IoUs (B, N, 0) become (B, N, 1) of 0 (``axis=2,
+    value=0``). Symbols and non-empty arrays pass unchanged.
     """
-    if not is_array(gt) or gt.ndim < 2 or gt.shape[1] > 0:
-        return gt
-    return ndarray.full((gt.shape[0], 1) + tuple(gt.shape[2:]), -1, ctx=gt.context,
-                        dtype=gt.dtype)
+    if not is_array(x) or x.ndim <= axis or x.shape[axis] > 0:
+        return x
+    shape = x.shape[:axis] + (1,) + x.shape[axis + 1:]
+    return ndarray.full(shape, value, ctx=x.context, dtype=x.dtype)

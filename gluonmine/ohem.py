@@ -289,7 +289,7 @@ class OHEMSampler(SelectionBlock, _GluonCVOHEMBase):
         for name, other in [('logits', logits), ('ious', ious)]:
             for axis in (0, 1):
                 _checks.check_same(name, other, axis, 'x', x, axis)
-        return x, logits, ious
+        return x, logits, _checks.padding_if_empty(ious, axis=2, value=0.)
 
     def hybrid_forward(self, F, x, logits, ious):
         positive = x >= 0                                                   # (B, N)

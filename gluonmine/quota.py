@@ -48,7 +48,7 @@ class _QuotaSamplerBase(sampling.QuotaProperties, SelectionBlock):
 
     def check_inputs(self, ious):  # pylint: disable=arguments-differ
         _checks.check_shape('ious', ious, '(B, N, M)')
-        return (ious,)
+        return (_checks.padding_if_empty(ious, axis=2, value=0.),)
 
     def hybrid_forward(self, F, ious):
         samples = self.subsample(F, self.label(F, ious))                    # (B, N)

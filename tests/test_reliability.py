@@ -105,3 +105,36 @@ def test_same_seed_same_selection_eager_and_hybrid(name):
     for outputs in runs[1:]:
         for got, want in zip(outputs, runs[0]):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+# inputs without candidates, for the blocks whose inputs do not all have N as axis 1
+NO_CANDIDATES = {'RPNTargetGenerator': lambda gt, anchors, im_hw: [gt, anchors[:0], im_hw],
+                 'RCNNTargetSampler': lambda rois, scores, gt: [rois[:, :0], scores[:, :0], gt]}
+
+
+@pytest.mark.parametrize('hybrid', [False, True], ids=['eager', 'hybrid'])
+@pytest.mark.parametrize('name', sorted(BLOCKS))
+def test_an_empty_batch_or_no_candidates_is_refused_by_name(name, hybrid):
+    # MXNet computes nothing on zero-size arrays: a clear error, not one from its depths
+    good = [np.asarray(x) for x in BLOCKS[name][1]]
+    no_candidates = NO_CANDIDATES.get(name, lambda *xs: [x[:, :0] for x in xs])(*good)
+    for inputs, axis in [([x[:0] for x in good], 'B'), (no_candidates, 'N')]:
+        with pytest.raises(ValueError, match='with {} at least 1'.format(axis)):
+            call(build(name, hybrid), inputs)
+
+
+@pytest.mark.parametrize('name', ['RPNTargetSampler', 'QuotaSampler', 'OHEMSampler'])
+def test_ious_without_ground_truth_columns_act_as_one_padding_column(name):
+    # (B, N, 0) IoUs, a batch without objects: as one padding ground truth (IoU 0)
+    good = BLOCKS[name][1]
+    empty = list(good[:-1]) + [IOUS[..., :0]]
+    padded = list(good[:-1]) + [np.zeros(IOUS.shape[:2] + (1,), 'float32')]
+    for hybrid in (False, True):
+        mx.random.seed(42)
+        want = call(build(name, hybrid), padded)
+        mx.random.seed(42)
+        got = call(build(name, hybrid), empty)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+        if name != 'OHEMSampler':
+            assert (got[0] <= 0).all() and (got[0] < 0).any()    # negatives only
