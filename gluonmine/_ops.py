@@ -288,9 +288,10 @@ def ranked_entry(F, ranked, at):
     """Entry ``at`` of each row of a top-k result: ``ranked[b, at[b]]``.
 
     ranked: (B, K) non-increasing along each row (``topk`` values); at: (B,)
-    integer-valued, >= 0 (from K on, the last entry). Returns (B,). The smallest of the
-    first ``at + 1`` entries, not a ``pick``: MXNet's mixed-precision pass
-    (``amp.convert_hybrid_block``) cannot type a ``pick`` of ``topk`` values.
+    integer-valued, >= 0 (from K on, the last entry). Returns (B,): the
+    smallest of the first ``at + 1`` entries, not a ``pick``, which MXNet's
+    mixed-precision pass (``amp.convert_hybrid_block``) cannot type after a
+    ``topk``.
     """
     rank = F.reshape(F.contrib.arange_like(ranked, axis=1), shape=(1, -1))  # (1, K)
     within = F.broadcast_lesser_equal(rank, F.reshape(at, shape=(-1, 1)))   # (B, K)
