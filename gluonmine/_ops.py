@@ -293,8 +293,8 @@ def ranked_entry(F, ranked, at):
     mixed-precision pass (``amp.convert_hybrid_block``) cannot type after a
     ``topk``.
     """
-    rank = F.reshape(F.contrib.arange_like(ranked, axis=1), shape=(1, -1))  # (1, K)
-    within = F.broadcast_lesser_equal(rank, F.reshape(at, shape=(-1, 1)))   # (B, K)
+    within = F.broadcast_lesser_equal(column_index(F, ranked),
+                                      F.reshape(at, shape=(-1, 1)))         # (B, K)
     return F.min(F.where(within, ranked, F.ones_like(ranked) * INF), axis=1)  # (B,)
 
 
