@@ -64,9 +64,10 @@ def is_array(x):
 def as_float32(x):
     """An NDArray input as float32, the dtype every block computes in.
 
-    float16 (mixed precision), float64 or integer arrays are cast on their
-    own device (no host copy) instead of failing deep inside MXNet on a dtype
-    mismatch; float32 arrays, Symbols and other values pass unchanged.
+    float16 (mixed precision), float64 (``nd.from_numpy``) or integer arrays
+    are cast on their own device (no host copy) instead of failing deep
+    inside MXNet on a dtype mismatch; float32 arrays, Symbols and other
+    values pass unchanged.
     """
     if is_array(x) and x.dtype != np.float32:
         return x.astype('float32')

@@ -20,7 +20,7 @@ def outputs(block, arrays, seed=42):
 @pytest.mark.parametrize('dtype', ['float16', 'float64', 'int32'])
 @pytest.mark.parametrize('name', sorted(BLOCKS))
 def test_other_dtypes_are_read_as_float32(name, dtype):
-    # float16 predictions of a mixed-precision net, float64 arrays made from NumPy,
+    # float16 predictions of a mixed-precision net, float64 from mx.nd.from_numpy,
     # integer labels: the float32 outputs of the same values, eager and hybridized
     values = [np.asarray(x).astype(dtype) for x in BLOCKS[name][1]]
     for hybrid in (False, True):
