@@ -159,12 +159,18 @@ def gather_rows(F, x, index, image_axis=0, fill=None):
     return F.reshape_like(F.where(taken, flat, F.ones_like(flat) * fill), picked)
 
 
+def _axis_size(F, x, axis):
+    """The length of one axis of x, as a (1, 1) int64 array."""
+    size = F.slice_axis(F.shape_array(x), axis=0, begin=axis, end=axis + 1)  # (1,)
+    return F.reshape(F.cast(size, dtype='int64'), shape=(1, 1))
+
+
 def _flat_index(F, index, like):
     """``b * L + index[b, k]``: index (B, K) into rows of like (B, L, ...) -> (B, K) int64."""
-    width = F.reshape(F.slice_axis(F.shape_array(like), axis=0, begin=1, end=2), shape=(1, 1))
     images = F.reshape(F.cast(F.contrib.arange_like(index, axis=0), dtype='int64'),
                        shape=(-1, 1))                                       # (B, 1)
-    return F.broadcast_add(F.cast(index, dtype='int64'), F.broadcast_mul(images, width))
+    return F.broadcast_add(F.cast(index, dtype='int64'),
+                           F.broadcast_mul(images, _axis_size(F, like, 1)))
 
 
 def scatter_rows(F, values, index, base):
@@ -179,29 +185,30 @@ def scatter_rows(F, values, index, base):
     return F.reshape_like(flat, base)                                       # (B, L, ...)
 
 
-def scatter_top(F, values, index, take, like):
+def scatter_top(F, values, index, take, like, width=1):
     """Put chosen values back at their candidates, zeros elsewhere.
 
-    values: (B, K, ...); index: (B, K) of any dtype, distinct and in [0, N)
-    where ``take`` is 1, anything elsewhere (e.g. the padding picks of
-    :func:`top_entries`); take: (B, K) in {0, 1}; like: (B, N, ...) ->
-    (B, N, ...). Values not taken go to spare rows past the B * N of the
-    result, so the result is one contiguous prefix of the scatter buffer.
+    values: (B, K), or (B, K, width); index: (B, K) of any dtype, distinct and
+    in [0, N) where ``take`` is 1, anything elsewhere (e.g. the padding picks
+    of :func:`top_entries`); take: (B, K) in {0, 1}; like: (B, N), or (B, N,
+    width) -> the shape of ``like``. Each image gets K spare rows after its N,
+    where the values not taken go, and the result is cut back to N rows. The
+    padding and the cut run on 2-D views (B, rows * width): MXNet's CPU
+    ``Concat`` is several times faster there than on (B, rows, width).
     """
-    flat_like = F.reshape(like, shape=(-3, -2))                             # (B * N, ...)
-    base = F.zeros_like(F.concat(like, values, dim=1))                      # (B, N + K, ...)
-    picks = F.reshape(F.slice_axis(F.shape_array(take), axis=0, begin=1, end=2), shape=(1, 1))
-    total = F.reshape(F.slice_axis(F.shape_array(flat_like), axis=0, begin=0, end=1),
-                      shape=(1, 1))                                         # (1, 1) = B * N
+    flat_like = F.reshape(like, shape=(0, -1))                              # (B, N * width)
+    base = F.zeros_like(F.concat(flat_like, F.reshape(values, shape=(0, -1)), dim=1))
+    rows = _axis_size(F, like, 1)                                           # (1, 1) = N
     images = F.reshape(F.cast(F.contrib.arange_like(take, axis=0), dtype='int64'),
                        shape=(-1, 1))                                       # (B, 1)
-    inside = _flat_index(F, F.maximum(index, 0), like)                      # (B, K) b * N + i
-    spare = F.broadcast_add(F.broadcast_add(total, F.broadcast_mul(images, picks)),
-                            F.cast(column_index(F, take), dtype='int64'))   # (B, K) past B * N
-    flat = F.where(take, inside, spare)                                     # (B, K)
-    out = F.contrib.index_copy(F.reshape(base, shape=(-3, -2)), F.reshape(flat, shape=(-1,)),
-                               F.reshape(values, shape=(-3, -2)))           # (B * (N + K), ...)
-    return F.reshape_like(F.slice_like(out, flat_like, axes=(0,)), like)    # (B, N, ...)
+    spare = F.broadcast_add(F.cast(column_index(F, take), dtype='int64'), rows)  # (B, K) N + j
+    at = F.where(take, F.cast(F.maximum(index, 0), dtype='int64'), spare)   # (B, K)
+    flat = F.broadcast_add(at, F.broadcast_mul(images, rows + _axis_size(F, take, 1)))  # (B, K)
+    shape = (-1,) if width == 1 else (-1, width)
+    out = F.contrib.index_copy(F.reshape(base, shape=shape), F.reshape(flat, shape=(-1,)),
+                               F.reshape(values, shape=shape))              # (B * (N + K), ...)
+    out = F.reshape_like(out, base)                                         # (B, (N + K) * width)
+    return F.reshape_like(F.slice_like(out, flat_like, axes=(1,)), like)
 
 
 def index_mask(F, index, like):

@@ -203,5 +203,5 @@ class RPNTargetGenerator(SelectionBlock):
         else:
             mine = _ops.gather_rows(F, anchors, index)                      # (B, K, 4)
         codes = boxes.encode(F, mine, gt, self._stds)                       # (B, K, 4)
-        box_target = _ops.scatter_top(F, codes, index, take, box_mask)      # (B, N, 4)
+        box_target = _ops.scatter_top(F, codes, index, take, box_mask, 4)   # (B, N, 4)
         return box_target, box_mask

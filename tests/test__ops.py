@@ -64,8 +64,20 @@ def test_scatter_top_writes_taken_values_only():
     values = nd.array([[[7, 7], [8, 8]], [[9, 9], [5, 5]]])                # (B, K, 2)
     index = nd.array([[3, 0], [1, 9]], dtype='int64')
     take = nd.array([[1, 1], [1, 0]])
-    got = _ops.scatter_top(nd, values, index, take, nd.zeros((2, 4, 2))).asnumpy()
+    got = _ops.scatter_top(nd, values, index, take, nd.zeros((2, 4, 2)), width=2).asnumpy()
     assert_array_equal(got[..., 0], [[8, 0, 0, 7], [0, 9, 0, 0]])
+    assert_array_equal(got[..., 1], got[..., 0])
+
+
+def test_scatter_top_with_more_picks_than_candidates():
+    # K = 3 picks into N = 2 candidates: one taken, the others are padding picks
+    values = np.float32([[[4, 5], [6, 7], [8, 9]]])                         # (1, 3, 2)
+    index, take = np.float32([[1, 5, 0]]), np.float32([[1, 0, 0]])
+    got = both(lambda F, v, i, t, l: _ops.scatter_top(F, v, i, t, l, width=2),
+               values, index, take, np.zeros((1, 2, 2), 'float32'))
+    assert_array_equal(got[0], [[[0, 0], [4, 5]]])
+    got = both(_ops.scatter_top, values[..., 0], index, take, np.zeros((1, 2), 'float32'))
+    assert_array_equal(got[0], [[0, 4]])
 
 
 # keys: image 0 has a three-way tie at 3 and an invalid 7; image 1 is distinct
