@@ -193,9 +193,9 @@ def scatter_top(F, values, index, take, like, width=1):
     of :func:`top_entries`); take: (B, K) in {0, 1}; like: (B, N), or (B, N,
     width) -> the shape of ``like``. Each image gets K spare rows after its N,
     where the values not taken go (one :func:`scatter_rows`), and the result
-    is cut back to N rows. The
-    padding and the cut run on 2-D views (B, rows * width): MXNet's CPU
-    ``Concat`` is several times faster there than on (B, rows, width).
+    is cut back to N rows. The padding and the cut run on 2-D views
+    (B, rows * width): MXNet's CPU ``Concat`` is several times faster there
+    than on (B, rows, width).
     """
     flat_like = F.reshape(like, shape=(0, -1))                              # (B, N * width)
     rows = F.zeros_like(F.concat(flat_like, F.reshape(values, shape=(0, -1)), dim=1))

@@ -30,10 +30,10 @@ class RCNNTargetSampler(sampling.QuotaProperties, SelectionBlock, _gluoncv.RCNNT
     are; a box with a NaN or infinite coordinate counts as padding. Then, per
     image, a uniformly random ``min(num_pos, max_pos)`` positives, ``max_pos =
     round(num_sample * pos_ratio)``, and a uniformly random ``min(num_neg,
-    num_sample - positives taken)`` negatives. Each
-    candidate fills at most one slot; slots left over get label 0 (no loss),
-    matches 0 and the box (-1, -1, -1, -1), which GluonCV's RoI pooling treats
-    as padding. An image without ground truths gets negatives only.
+    num_sample - positives taken)`` negatives. Each candidate fills at most
+    one slot; slots left over get label 0 (no loss), matches 0 and the box
+    (-1, -1, -1, -1), which GluonCV's RoI pooling treats as padding. An image
+    without ground truths gets negatives only.
 
     Output slots hold the positives first, then the negatives, then the empty
     slots, each group in random order. GluonCV sorts its slots by RoI area;
