@@ -147,8 +147,7 @@ def gather_rows(F, x, index, image_axis=0, fill=None):
     """
     at = F.cast(index, dtype='float32')                                     # (B, K), exact < 2**24
     images = F.broadcast_like(F.reshape(F.contrib.arange_like(at, axis=0), shape=(-1, 1)), at)
-    length = F.slice_axis(F.shape_array(x), axis=0, begin=1 - image_axis, end=2 - image_axis)
-    last = F.reshape(F.cast(length, dtype='float32') - 1, shape=(1, 1))    # (1, 1) = L - 1
+    last = F.cast(_axis_size(F, x, 1 - image_axis), dtype='float32') - 1   # (1, 1) = L - 1
     at = F.broadcast_minimum(F.maximum(at, 0), last)                        # (B, K) in [0, L)
     coords = F.stack(*((images, at) if image_axis == 0 else (at, images)), axis=0)  # (2, B, K)
     picked = F.gather_nd(x, coords)                                         # (B, K, ...)
@@ -160,9 +159,9 @@ def gather_rows(F, x, index, image_axis=0, fill=None):
 
 
 def _axis_size(F, x, axis):
-    """The length of one axis of x, as a (1, 1) int64 array."""
+    """The length of one axis of x, as a (1, 1) int64 array (``shape_array``'s dtype)."""
     size = F.slice_axis(F.shape_array(x), axis=0, begin=axis, end=axis + 1)  # (1,)
-    return F.reshape(F.cast(size, dtype='int64'), shape=(1, 1))
+    return F.reshape(size, shape=(1, 1))
 
 
 def _flat_index(F, index, like):
