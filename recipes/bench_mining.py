@@ -134,9 +134,8 @@ def run(quick):
     columns = ['block', 'setting', 'reference', 'reference_ms', 'gluonmine_ms', 'speedup']
     notes = ['Identical outputs checked before timing. gluonmine runs hybridized '
              '(static_alloc, static_shape); times are the fastest of 5 interleaved rounds. '
-             'Per-operator '
-             'profile: `MXNET_EXEC_BULK_EXEC_INFERENCE=0 python recipes/bench_mining.py '
-             '--profile`.']
+             'Per-operator profile: `MXNET_EXEC_BULK_EXEC_INFERENCE=0 python '
+             'recipes/bench_mining.py --profile`.']
     return columns, rows, notes
 
 
