@@ -12,7 +12,8 @@ here:
   parameter server through ``gluon.Trainer``), :func:`share_untrained`,
   :func:`build_trainer`;
 - the run: :class:`Run` (set-up, then epochs of :func:`train_epoch` over a
-  recipe's :data:`Step`, evaluation, reports);
+  recipe's :data:`Step`, evaluation, a checkpoint after each epoch
+  (``checkpoint.py``) and ``--resume`` from it, reports);
 - evaluation: :func:`evaluate` (GluonCV's ``VOC07MApMetric``, per class);
 - reports: :class:`LossLog`, :class:`SelectionStats`, :class:`MiningStats`,
   :func:`setup_logger`, :func:`progress`, :func:`write_metrics`,
@@ -39,6 +40,8 @@ from mxnet import autograd, gluon
 
 from gluonmine.data import NonEmptyLabels, SyntheticVOCDetection, make_synthetic_voc
 from gluonmine.rcnn_ohem import NEGATIVE_IOU_EDGES
+
+import checkpoint
 
 SYNTHETIC_ROOT = os.path.join('data', 'synthetic_voc')
 DATASETS = ('synthetic', 'voc', 'coco')
@@ -91,6 +94,9 @@ def add_common_args(parser, save_prefix, epochs, lr, batch_size):
         help='log running losses every N iterations (default: %(default)s)')
     add('--val-interval', type=int, default=1,
         help='evaluate every N epochs, and always after the last (default: %(default)s)')
+    add('--resume', action='store_true',
+        help='continue the run saved under --save-prefix after its last finished epoch '
+             '(PREFIX.ckpt), with the same flags')
     return parser
 
 
@@ -246,7 +252,8 @@ class ShardBatchSampler(gluon.data.Sampler):
     every worker the same number (the remainder is dropped) so that all of them
     run the same number of iterations, as synchronous training needs. The last
     incomplete batch is dropped: the network's batch size is fixed. Batches
-    hold draw numbers ``epoch * length + image`` for :class:`SeededDraws`.
+    hold draw numbers ``epoch * length + image`` for :class:`SeededDraws`
+    (``epoch`` counts from 0; :meth:`set_epoch` sets it, to resume a run).
 
     Parameters
     ----------
@@ -269,6 +276,10 @@ class ShardBatchSampler(gluon.data.Sampler):
         if len(self) == 0:
             raise SystemExit('{} training images per worker are fewer than --batch-size {}'
                              .format(per_part, batch_size))
+
+    def set_epoch(self, epoch):
+        """Make the next pass the 1-based ``epoch``'s (its draw numbers)."""
+        self._epoch = epoch - 1
 
     def __iter__(self):
         order = np.random.permutation(self._indices) + self._epoch * self._length
@@ -320,8 +331,16 @@ def train_loader(dataset, batch_size, batchify, num_workers, dist, seed):
     """This worker's training DataLoader over a transformed dataset, augmentation seeded
     per draw (:class:`SeededDraws`)."""
     sampler = ShardBatchSampler(len(dataset), batch_size, dist.num_workers, dist.rank)
-    return gluon.data.DataLoader(SeededDraws(dataset, seed), batch_sampler=sampler,
-                                 batchify_fn=batchify, num_workers=num_workers)
+    return TrainLoader(SeededDraws(dataset, seed), batch_sampler=sampler,
+                       batchify_fn=batchify, num_workers=num_workers)
+
+
+class TrainLoader(gluon.data.DataLoader):
+    """A DataLoader over :class:`ShardBatchSampler` batches whose next pass can be chosen."""
+
+    def set_epoch(self, epoch):
+        """Make the next pass the 1-based ``epoch``'s (:meth:`ShardBatchSampler.set_epoch`)."""
+        self._batch_sampler.set_epoch(epoch)
 
 
 def val_loader(dataset, transform, num_devices, num_workers):
@@ -378,9 +397,11 @@ class Run(object):
     """One training run: what every recipe's ``main`` does around its own network and step.
 
     On construction: seeds (:func:`seed_everything`), this worker's place
-    (:class:`Distributed`), output paths, the log, devices and datasets, and
-    the :class:`RunReport`. The recipe then builds its net, loaders, trainer
-    (with :meth:`iterations`) and :data:`Step`, and calls :meth:`train`.
+    (:class:`Distributed`), output paths, with ``--resume`` the checkpoint
+    (read, and its flags checked against these), the log, devices and
+    datasets, and the :class:`RunReport`. The recipe then builds its net,
+    loaders, trainer (with :meth:`iterations`) and :data:`Step`, and calls
+    :meth:`train`.
 
     Parameters
     ----------
@@ -397,7 +418,10 @@ class Run(object):
         self.args = args
         self.dist = Distributed(args.kvstore)
         self.paths = output_paths(args.save_prefix, self.dist)
-        self.logger = setup_logger(self.paths['log'])
+        self.saved = checkpoint.load(self.paths['ckpt']) if args.resume else None
+        if self.saved:
+            check_resumable(self.saved['args'], args)
+        self.logger = setup_logger(self.paths['log'], append=args.resume)
         self.logger.info('arguments: %s', vars(args))
         self.start, self.ctx = time.time(), contexts(args.gpus)
         self.train_set, self.val_set, self.classes = build_datasets(args)
@@ -407,34 +431,109 @@ class Run(object):
         """Iterations of the whole run: ``--epochs`` passes, at most ``--max-iters``."""
         return min(self.args.epochs * len(train_data), self.args.max_iters or float('inf'))
 
-    def train(self, net, params, step, loaders, new_stats, hybridize):
-        """Train epoch after epoch, save the parameters, write the reports: the metrics.
+    def train(self, net, params, trainer, step, loaders, new_stats, hybridize):
+        """Train epoch after epoch, checkpoint each, write the reports: the metrics.
 
         Before each epoch ``hybridize()`` (the recipe's own setting, since
         evaluation re-hybridizes the net); after it, every worker takes
-        worker 0's BatchNorm statistics (:func:`share_untrained`) and worker 0
+        worker 0's BatchNorm statistics (:func:`share_untrained`), worker 0
         evaluates (:func:`evaluate` on the run's devices and classes) every
-        ``--val-interval`` epochs and after the last. ``params`` are the
-        trained parameters by name, ``loaders`` ``(train_loader, val_loader)``,
-        ``new_stats()`` a fresh statistics dict for the step's ``record``.
+        ``--val-interval`` epochs and after the last, and the run is saved
+        (:meth:`save`). With ``--resume`` it starts after the checkpoint's
+        last epoch (:meth:`resume`). ``params`` are the trained parameters
+        by name, ``trainer`` their ``gluon.Trainer``, ``loaders``
+        ``(train_loader, val_loader)``, ``new_stats()`` a fresh statistics
+        dict for the step's ``record``.
         """
         args, report, dist = self.args, self.report, self.dist
         (train_data, val_data), num_iters = loaders, self.iterations(loaders[0])
-        for epoch in range(1, args.epochs + 1):
-            hybridize()
-            stats = new_stats()
-            record = train_epoch(step, train_data, stats, report.losses, args, epoch,
-                                 num_iters - report.iterations)
-            share_untrained(net, params, dist)
-            last = epoch == args.epochs or report.iterations + record['iterations'] >= num_iters
-            if dist.rank == 0 and (last or epoch % args.val_interval == 0):
-                record['map'] = evaluate(net, val_data, self.ctx, self.classes)
-            report.add_epoch(record, stats, self.logger)
-            if last:
-                break
-        net.save_parameters(self.paths['params'])
+        first = self.resume(net, trainer, new_stats) if self.saved else 1
+        epoch = first
+        try:
+            for epoch in range(first, args.epochs + 1):
+                train_data.set_epoch(epoch)
+                hybridize()
+                stats = new_stats()
+                record = train_epoch(step, train_data, stats, report.losses, args, epoch,
+                                     num_iters - report.iterations)
+                share_untrained(net, params, dist)
+                last = (epoch == args.epochs
+                        or report.iterations + record['iterations'] >= num_iters)
+                if dist.rank == 0 and (last or epoch % args.val_interval == 0):
+                    record['map'] = evaluate(net, val_data, self.ctx, self.classes)
+                report.add_epoch(record, stats, self.logger)
+                self.save(net, trainer, epoch, finished=last)
+                if last:
+                    break
+        except KeyboardInterrupt:
+            self.logger.warning('interrupted in epoch %d: %s', epoch, 'nothing saved yet' if
+                                epoch == 1 else '{} holds the run up to epoch {}; the same '
+                                'command with --resume continues it'.format(
+                                    self.paths['ckpt'], epoch - 1))
+            raise
         report.finish(self.paths, time.time() - self.start, self.logger)
         return report.metrics
+
+    def save(self, net, trainer, epoch, finished):
+        """Checkpoint the run after ``epoch``: PREFIX.ckpt and PREFIX.params, then (unless
+        ``finished``: :meth:`RunReport.finish` writes them) the metrics and plot so far.
+
+        Trainer states are not saved with a ``dist_*`` kvstore (its optimizer
+        runs on the servers).
+        """
+        checkpoint.save(self.paths['ckpt'], net, None if self.dist.kv else trainer,
+                        self.paths['params'], args=vars(self.args), epoch=epoch,
+                        finished=finished, seconds=time.time() - self.start,
+                        report=self.report.state(), numpy=np.random.get_state(),
+                        python=random.getstate())
+        if not finished:
+            write_metrics(self.paths['json'], self.report.metrics)
+            so_far = self.report.summary(self.paths, time.time() - self.start)
+            plot_metrics(self.paths['png'], dict(self.report.metrics, final=so_far))
+
+    def resume(self, net, trainer, new_stats):
+        """Load the checkpoint into the net, trainer, report and generators: the first epoch
+        still to train (past ``--epochs`` when the run had finished).
+
+        Continues as the interrupted run would have, with one exception:
+        MXNet cannot save ``mx.random``'s state, so it is seeded anew from
+        ``(--seed, epoch)`` and the random draws differ from an uninterrupted
+        run's. With a ``dist_*`` kvstore the servers' optimizer resumes its
+        update count (the learning-rate schedule) but not its momentum.
+        """
+        saved, args = self.saved, self.args
+        restored = checkpoint.restore(saved, net, None if self.dist.kv else trainer, self.ctx)
+        iterations = sum(e['iterations'] for e in saved['report']['metrics']['epochs'])
+        if not restored:
+            optimizer = trainer.optimizer
+            optimizer.begin_num_update = optimizer.num_update = iterations
+        self.report.restore(saved['report'], new_stats, args)
+        np.random.set_state(saved['numpy'])
+        random.setstate(saved['python'])
+        mx.random.seed(int(np.random.SeedSequence([args.seed, saved['epoch'] + 1])
+                           .generate_state(1)[0] % (2 ** 31 - 1)))
+        self.start -= saved['seconds']
+        self.logger.info('resumed from %s after epoch %d (%d iterations)%s',
+                         self.paths['ckpt'], saved['epoch'], iterations,
+                         '' if restored else '; optimizer states restarted (dist kvstore)')
+        return args.epochs + 1 if saved['finished'] else saved['epoch'] + 1
+
+
+#: Flags a resumed run may change: they do not change what is trained.
+RESUME_MAY_CHANGE = ('resume', 'num_workers', 'log_interval', 'val_interval', 'gpus',
+                     'dataset_root', 'save_prefix')
+
+
+def check_resumable(saved_args, args):
+    """SystemExit naming each flag of ``args`` that differs from the checkpoint's run
+    (``saved_args``, a dict), other than :data:`RESUME_MAY_CHANGE`."""
+    changed = ['--{} {} (checkpoint: {})'.format(name.replace('_', '-'), value,
+                                                 saved_args.get(name))
+               for name, value in sorted(vars(args).items())
+               if name not in RESUME_MAY_CHANGE and saved_args.get(name) != value]
+    if changed:
+        raise SystemExit('--resume continues a run with its own flags; these differ: {}'
+                         .format('; '.join(changed)))
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -489,6 +588,11 @@ class LossLog(object):
 
     def running(self, window=20):
         return {name: float(np.mean(v[-window:])) for name, v in self.curve.items() if v}
+
+    def resume(self, curve):
+        """Continue a saved ``curve`` (name -> values), its epochs ended."""
+        self.curve = curve
+        self._epoch_start = len(curve[self.names[0]])
 
     def end_epoch(self):
         """Means over the iterations since the last call."""
@@ -655,18 +759,36 @@ class RunReport(object):
         if record.get('map'):
             logger.info('[epoch %d] VOC07 AP %s', record['epoch'], _fmt(record['map']))
 
-    def finish(self, paths, wall_seconds, logger):
-        """Write the metrics JSON and the PNG; log where everything went."""
+    def state(self):
+        """The report as plain data, for a checkpoint (:meth:`restore` takes it back)."""
+        stats = {name: dict(vars(s)) for name, s in (self._stats or {}).items()}
+        return {'metrics': self.metrics, 'stats': stats}
+
+    def restore(self, state, new_stats, args):
+        """Continue a report from :meth:`state`; ``args`` are the resumed run's flags and
+        ``new_stats()`` makes the statistics objects the saved counts go into."""
+        self.metrics = dict(state['metrics'], args=vars(args))
+        self.losses.resume(self.metrics['loss_curve'])
+        self._stats = new_stats()
+        for name, accumulator in self._stats.items():
+            vars(accumulator).update(state['stats'][name])
+
+    def summary(self, paths, wall_seconds):
+        """The run so far: the metrics' ``final`` record."""
         epochs = self.metrics['epochs']
         evaluated = [e['map'] for e in epochs if e.get('map')]
         seconds = sum(e['seconds'] for e in epochs)
         final_map = evaluated[-1] if evaluated else None
-        self.metrics['final'] = {
-            'map': final_map, 'mean_ap': final_map.get('mAP') if final_map else None,
-            'iterations': self.iterations,
-            'seconds_per_iteration': seconds / max(self.iterations, 1),
-            'wall_seconds': wall_seconds, 'params': paths['params'],
-            'sampler': {name: s.summary() for name, s in (self._stats or {}).items()}}
+        return {'map': final_map, 'mean_ap': final_map.get('mAP') if final_map else None,
+                'iterations': self.iterations,
+                'seconds_per_iteration': seconds / max(self.iterations, 1),
+                'wall_seconds': wall_seconds, 'params': paths['params'],
+                'sampler': {name: s.summary() for name, s in (self._stats or {}).items()}}
+
+    def finish(self, paths, wall_seconds, logger):
+        """Write the metrics JSON and the PNG; log where everything went."""
+        self.metrics['final'] = self.summary(paths, wall_seconds)
+        final_map = self.metrics['final']['map']
         write_metrics(paths['json'], self.metrics)
         plot_metrics(paths['png'], self.metrics)
         logger.info('done in %.0f s: mAP %s; wrote %s', wall_seconds,
@@ -690,13 +812,14 @@ def _fmt_sampler(sampler):
 
 
 def output_paths(prefix, dist):
-    """{'params', 'json', 'png', 'log'}: PREFIX.ext, or PREFIX-workerR.ext with several workers."""
+    """{'params', 'json', 'png', 'log', 'ckpt'}: PREFIX.ext, or PREFIX-workerR.ext with several
+    workers."""
     if dist.num_workers > 1:
         prefix = '{}-worker{}'.format(prefix, dist.rank)
     directory = os.path.dirname(prefix)
     if directory:
         os.makedirs(directory, exist_ok=True)
-    return {ext: prefix + '.' + ext for ext in ('params', 'json', 'png', 'log')}
+    return {ext: prefix + '.' + ext for ext in ('params', 'json', 'png', 'log', 'ckpt')}
 
 
 class _TqdmHandler(logging.StreamHandler):
@@ -707,8 +830,9 @@ class _TqdmHandler(logging.StreamHandler):
         tqdm.write(self.format(record), file=sys.stderr)
 
 
-def setup_logger(path):
-    """The recipes' logger, writing to ``path`` and to the console."""
+def setup_logger(path, append=False):
+    """The recipes' logger, writing to ``path`` (after what it holds with ``append``) and to
+    the console."""
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(logging.INFO)
     logger.propagate = False
@@ -716,7 +840,7 @@ def setup_logger(path):
         logger.removeHandler(handler)
         handler.close()
     formatter = logging.Formatter('%(asctime)s %(message)s', '%H:%M:%S')
-    for handler in (logging.FileHandler(path, mode='w'), _TqdmHandler()):
+    for handler in (logging.FileHandler(path, mode='a' if append else 'w'), _TqdmHandler()):
         handler.setFormatter(formatter)
         logger.addHandler(handler)
     return logger
@@ -735,7 +859,11 @@ def write_metrics(path, metrics):
 
 
 def plot_metrics(path, metrics):
-    """Loss curves, mAP per epoch and per class, and sampler statistics in one PNG."""
+    """Loss curves, mAP per epoch and per class, and sampler statistics in one PNG.
+
+    ``metrics`` as :class:`RunReport` makes them; during a run, its ``final``
+    is :meth:`RunReport.summary` so far.
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -788,7 +916,7 @@ def _plot_map(ax, epochs):
 def _plot_class_ap(ax, final_map):
     names = list(final_map or {})
     ax.bar(names, [_number(final_map[n]) for n in names], color='tab:blue')
-    ax.set(title='final AP per class', ylim=(0, 1))
+    ax.set(title='AP per class, last evaluation', ylim=(0, 1))
 
 
 def _plot_counts(ax, epochs):

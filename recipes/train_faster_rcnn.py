@@ -261,7 +261,7 @@ def main(argv=None):
     params = trainable(net)
     trainer = common.build_trainer(params, args, run.iterations(loaders[0]), run.dist)
     step = build_step(args, net, samplers, trainer, ctx, run.dist)
-    return run.train(net, params, step, loaders, new_stats,
+    return run.train(net, params, trainer, step, loaders, new_stats,
                      net.hybridize)     # as GluonCV's script by default: no static_alloc
 
 

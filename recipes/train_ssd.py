@@ -418,7 +418,7 @@ def main(argv=None):
     params = trainable(net)
     trainer = common.build_trainer(params, args, run.iterations(loaders[0]), run.dist)
     step = build_step(args, net, miner, trainer, ctx, run.dist)
-    return run.train(net, params, step, loaders, new_stats,
+    return run.train(net, params, trainer, step, loaders, new_stats,
                      lambda: net.hybridize(static_alloc=True, static_shape=True))  # as GluonCV's
 
 
