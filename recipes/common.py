@@ -14,7 +14,8 @@ here:
 - the run: :class:`Run` (set-up, then epochs of :func:`train_epoch` over a
   recipe's :data:`Step`, evaluation, a checkpoint after each epoch
   (``checkpoint.py``) and ``--resume`` from it, reports);
-- evaluation: :func:`evaluate` (GluonCV's ``VOC07MApMetric``, per class);
+- evaluation: :func:`evaluate` (GluonCV's ``VOC07MApMetric``, per class),
+  :func:`precision_curves`;
 - reports: :class:`LossLog`, :class:`SelectionStats`, :class:`MiningStats`,
   :func:`setup_logger`, :func:`progress`, :func:`write_metrics`,
   :func:`plot_metrics`, :func:`output_paths`.
@@ -204,45 +205,49 @@ def build_trainer(params, args, num_iters, dist):
 
 # ----------------------------------------------------------------------------- data
 
-def build_datasets(args):
-    """(train, val, classes) for ``--dataset``; the synthetic one is made when missing."""
+def build_datasets(args, train=True):
+    """(train, val, classes) for ``--dataset``; the synthetic one is made when missing.
+
+    With ``train=False`` (evaluation only) the training set is not read: None.
+    """
     root = os.path.expanduser(args.dataset_root)
     if args.dataset == 'synthetic':
         make_synthetic_voc(root)
-        train = SyntheticVOCDetection(root, splits=((2007, 'train'),))
+        train_set = SyntheticVOCDetection(root, splits=((2007, 'train'),)) if train else None
         val = SyntheticVOCDetection(root, splits=((2007, 'val'),))
     elif args.dataset == 'voc':
-        train, val = _voc(root)
+        train_set, val = _voc(root, train)
     else:
-        train, val = _coco(root)
-    classes = list(train.classes)
-    if args.num_train_images:
-        train = train.take(args.num_train_images)
+        train_set, val = _coco(root, train)
+    classes = list(val.classes)
+    if train and args.num_train_images:
+        train_set = train_set.take(args.num_train_images)
     if args.num_val_images:
         val = val.take(args.num_val_images)
-    return train, val, classes
+    return train_set, val, classes
 
 
-def _voc(root):
+def _voc(root, train):
     from gluoncv.data import VOCDetection
+    splits = ((2007, 'trainval'), (2012, 'trainval'), (2007, 'test'))[0 if train else 2:]
     needed = [os.path.join(root, 'VOC{}'.format(year), 'ImageSets', 'Main', name + '.txt')
-              for year, name in ((2007, 'trainval'), (2012, 'trainval'), (2007, 'test'))]
+              for year, name in splits]
     missing = [path for path in needed if not os.path.exists(path)]
     if missing:
         raise SystemExit('--dataset voc reads a VOCdevkit at --dataset-root; missing: {}'
                          .format(', '.join(missing)))
-    return (VOCDetection(root, splits=((2007, 'trainval'), (2012, 'trainval'))),
-            VOCDetection(root, splits=((2007, 'test'),)))
+    return (VOCDetection(root, splits=((2007, 'trainval'), (2012, 'trainval'))) if train
+            else None, VOCDetection(root, splits=((2007, 'test'),)))
 
 
-def _coco(root):
+def _coco(root, train):
     try:
         import pycocotools  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
     except ImportError:
         raise SystemExit('--dataset coco needs pycocotools: pip install pycocotools')
     from gluoncv.data import COCODetection
-    return (COCODetection(root, splits='instances_train2017', use_crowd=False),
-            COCODetection(root, splits='instances_val2017', skip_empty=False))
+    return (COCODetection(root, splits='instances_train2017', use_crowd=False) if train
+            else None, COCODetection(root, splits='instances_val2017', skip_empty=False))
 
 
 class ShardBatchSampler(gluon.data.Sampler):
@@ -538,19 +543,29 @@ def check_resumable(saved_args, args):
 
 # ----------------------------------------------------------------------------- evaluation
 
-def evaluate(net, loader, ctx, classes):
-    """VOC07 11-point AP at IoU 0.5 for each class, and their mean (key 'mAP').
+#: Recall levels of :func:`precision_curves`: 0, 0.01, ..., 1.
+RECALL_LEVELS = np.linspace(0., 1., 101)
 
-    A class without any ground truth in the evaluated images has no AP (None).
+
+def evaluate(net, loader, ctx, classes):
+    """VOC07 11-point AP at IoU 0.5 for each class, and their mean (key 'mAP'):
+    :func:`average_precisions` of :func:`detection_metric`."""
+    return average_precisions(detection_metric(net, loader, ctx, classes))
+
+
+def detection_metric(net, loader, ctx, classes):
+    """GluonCV's ``VOC07MApMetric`` (IoU 0.5) after the net's detections on every image.
 
     ``loader`` yields ``(images, labels, scales)`` lists as :func:`val_loader`
     makes them: ``net(image)`` gives ``(ids, scores, boxes)`` at the image's
     scale, ``scale`` maps them back to the original pixels. The net is
-    re-hybridized for one-input prediction and runs in predict mode.
+    re-hybridized for one-input prediction and runs in predict mode; a
+    progress bar counts the batches.
     """
     metric = VOC07MApMetric(iou_thresh=0.5, class_names=classes)
     clipper = BBoxClipToImage()
     net.hybridize()
+    bar = progress(len(loader), 'evaluate')
     with autograd.predict_mode(), warnings.catch_warnings():
         # prediction does not read training-only constants (Faster R-CNN's box encoder)
         warnings.filterwarnings('ignore', 'Parameter .* is not used by any computation')
@@ -561,8 +576,39 @@ def evaluate(net, loader, ctx, classes):
                 scale = float(scale.asscalar())
                 metric.update(clipper(boxes, x) * scale, ids, scores, y[:, :, :4] * scale,
                               y[:, :, 4:5], y[:, :, 5:6] if y.shape[-1] > 5 else None)
+            bar.update()
+    bar.close()
+    return metric
+
+
+def average_precisions(metric):
+    """AP of each class and 'mAP' from a :func:`detection_metric`; None for a class
+    without any ground truth in the evaluated images."""
     names, values = metric.get()
     return {name: float(value) if value == value else None for name, value in zip(names, values)}
+
+
+def precision_curves(metric, classes):
+    """Interpolated precision at each of :data:`RECALL_LEVELS`, for each class.
+
+    The interpolated precision at recall r is the highest precision reached at
+    recall r or beyond, 0 past the class's last recall: what VOC's AP averages
+    (VOC07 at r = 0, 0.1, ..., 1). Returns class name -> list of 101 floats,
+    None for a class without ground truth.
+    """
+    recalls, precisions = metric._recall_prec()  # pylint: disable=protected-access
+    curves = {}
+    for label, name in enumerate(classes):
+        rec = recalls[label] if label < len(recalls) else None
+        if rec is None:
+            curves[name] = None
+            continue
+        best_after = np.maximum.accumulate(np.nan_to_num(precisions[label])[::-1])[::-1]
+        first = np.searchsorted(rec, RECALL_LEVELS, side='left')    # rec is non-decreasing
+        reached = first < len(rec)
+        curves[name] = np.where(reached, best_after[np.minimum(first, len(rec) - 1)]
+                                if len(rec) else 0., 0.).tolist()
+    return curves
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -870,7 +916,7 @@ def plot_metrics(path, metrics):
     figure, axes = plt.subplots(2, 3, figsize=(16, 9))
     _plot_losses(axes[0, 0], metrics['loss_curve'])
     _plot_map(axes[0, 1], metrics['epochs'])
-    _plot_class_ap(axes[0, 2], metrics['final']['map'])
+    plot_class_ap(axes[0, 2], metrics['final']['map'], 'AP per class, last evaluation')
     _plot_counts(axes[1, 0], metrics['epochs'])
     _plot_histogram(axes[1, 1], metrics['final']['sampler'])
     _plot_mining(axes[1, 2], metrics['epochs'])
@@ -913,10 +959,11 @@ def _plot_map(ax, epochs):
         ax.legend(fontsize=8)
 
 
-def _plot_class_ap(ax, final_map):
-    names = list(final_map or {})
-    ax.bar(names, [_number(final_map[n]) for n in names], color='tab:blue')
-    ax.set(title='AP per class, last evaluation', ylim=(0, 1))
+def plot_class_ap(ax, aps, title):
+    """A bar per class and 'mAP' of ``aps`` (name -> AP or None) on matplotlib axes ``ax``."""
+    names = list(aps or {})
+    ax.bar(names, [_number(aps[n]) for n in names], color='tab:blue')
+    ax.set(title=title, ylim=(0, 1))
 
 
 def _plot_counts(ax, epochs):

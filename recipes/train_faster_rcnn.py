@@ -133,9 +133,19 @@ def build_dataloader(args, net, samplers, train_set, val_set, dist, ctx):
                          Pad(pad_val=-1, num_shards=len(ctx)))
     train = common.train_loader(train_set.transform(samplers.transform), args.batch_size,
                                 NonEmptyLabels(batchify), args.num_workers, dist, args.seed)
-    val = common.val_loader(val_set, FasterRCNNDefaultValTransform(test_short(net), net.max_size),
-                            len(ctx), args.num_workers)
-    return train, val
+    return train, build_val_loader(args, net, val_set, ctx)
+
+
+def build_val_loader(args, net, val_set, ctx):
+    """Validation batches: GluonCV's test-time resize to the net's short side."""
+    return common.val_loader(val_set, FasterRCNNDefaultValTransform(test_short(net), net.max_size),
+                             len(ctx), args.num_workers)
+
+
+def build_evaluation(args, classes, ctx, val_set):
+    """(net, validation loader) as training builds them, for recipes/evaluate.py."""
+    net = build_net(args, classes, ctx)
+    return net, build_val_loader(args, net, val_set, ctx)
 
 
 def split_batch(batch, ctx, device_targets):

@@ -279,8 +279,18 @@ def build_dataloader(args, size, train_set, val_set, dist, ctx):
     batchify = NonEmptyLabels(Tuple(Stack(), Pad(pad_val=-1)))
     train = common.train_loader(train_set.transform(SSDDefaultTrainTransform(size, size)),
                                 args.batch_size, batchify, args.num_workers, dist, args.seed)
-    val = common.val_loader(val_set, ValTransform(size), len(ctx), args.num_workers)
-    return train, val
+    return train, build_val_loader(args, size, val_set, ctx)
+
+
+def build_val_loader(args, size, val_set, ctx):
+    """Validation batches: images resized to the net's ``size`` x ``size`` input."""
+    return common.val_loader(val_set, ValTransform(size), len(ctx), args.num_workers)
+
+
+def build_evaluation(args, classes, ctx, val_set):
+    """(net, validation loader) as training builds them, for recipes/evaluate.py."""
+    net, size = build_net(args, classes, ctx)
+    return net, build_val_loader(args, size, val_set, ctx)
 
 
 def split_batch(batch, ctx):

@@ -1,0 +1,133 @@
+#!/usr/bin/env python
+"""Evaluate a trained run's detector: VOC07 AP per class and precision-recall curves.
+
+PREFIX is a training run's ``--save-prefix``: ``PREFIX.json`` says which recipe
+built which network for which classes with which flags, ``PREFIX.params`` holds
+its latest weights (a finished or an interrupted run). By default the run's own
+validation images are evaluated; ``--dataset``, ``--dataset-root`` and
+``--num-val-images`` choose others with the same classes. Writes
+``PREFIX-eval.json`` and ``PREFIX-eval.png`` (or ``--output``).
+
+    python recipes/evaluate.py runs/faster_rcnn
+    python recipes/evaluate.py runs/ssd --num-val-images all
+    python recipes/evaluate.py runs/voc_frcnn --dataset voc --dataset-root ~/VOCdevkit --gpus 0
+"""
+import argparse
+import json
+import os
+import time
+
+import common
+import train_faster_rcnn
+import train_ssd
+
+RECIPES = {'train_faster_rcnn': train_faster_rcnn, 'train_ssd': train_ssd}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    add = parser.add_argument
+    add('prefix', help="a training run's --save-prefix (PREFIX.json and PREFIX.params)")
+    add('--dataset', choices=common.DATASETS, default=None,
+        help="evaluate on this dataset's validation split (default: the run's)")
+    add('--dataset-root', default=None, help="where it is (default: the run's)")
+    add('--num-val-images', default=None,
+        help="the first N validation images, or 'all' (default: as many as the run evaluated)")
+    add('--gpus', type=int, nargs='*', default=[],
+        help='GPU ids, one image each at a time (default: none, the CPU)')
+    add('--num-workers', type=int, default=0,
+        help='DataLoader worker processes (default: %(default)s)')
+    add('--output', default=None,
+        help='write OUTPUT.json and OUTPUT.png (default: PREFIX-eval)')
+    args = parser.parse_args(argv)
+    if args.num_val_images not in (None, 'all') and not (
+            args.num_val_images.isdigit() and int(args.num_val_images) >= 1):
+        parser.error("--num-val-images takes a number >= 1 or 'all', got {!r}".format(
+            args.num_val_images))
+    return args
+
+
+def read_run(prefix):
+    """The run's metrics JSON; SystemExit when PREFIX is not a run of these recipes."""
+    path = prefix + '.json'
+    if not os.path.isfile(path) or not os.path.isfile(prefix + '.params'):
+        raise SystemExit('{}: no training run there (PREFIX.json and PREFIX.params, written '
+                         'by recipes/train_*.py --save-prefix PREFIX)'.format(prefix))
+    with open(path) as f:
+        run = json.load(f)
+    if run.get('recipe') not in RECIPES:
+        raise SystemExit('{}: written by {!r}, not by one of {}'.format(
+            path, run.get('recipe'), ', '.join(sorted(RECIPES))))
+    return run
+
+
+def settings(run, args):
+    """The run's flags, with the evaluation's data and devices."""
+    flags = dict(run['args'], gpus=args.gpus, num_workers=args.num_workers)
+    for name in ('dataset', 'dataset_root'):
+        if getattr(args, name) is not None:
+            flags[name] = getattr(args, name)
+    if args.num_val_images is not None:
+        flags['num_val_images'] = (None if args.num_val_images == 'all'
+                                   else int(args.num_val_images))
+    return argparse.Namespace(**flags)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    run = read_run(args.prefix)
+    flags = settings(run, args)
+    output = args.output or args.prefix + '-eval'
+    logger = common.setup_logger(output + '.log')
+    logger.info('arguments: %s', vars(args))
+    _, val_set, classes = common.build_datasets(flags, train=False)
+    if classes != run['classes']:
+        raise SystemExit('the run was trained for classes {}, --dataset {} has {}'.format(
+            run['classes'], flags.dataset, classes))
+    ctx = common.contexts(args.gpus)
+    net, loader = RECIPES[run['recipe']].build_evaluation(flags, classes, ctx, val_set)
+    # extra: children a net makes in training (GluonCV's FasterRCNN's target generator)
+    net.load_parameters(args.prefix + '.params', ctx=ctx, ignore_extra=True)
+    tic = time.time()
+    metric = common.detection_metric(net, loader, ctx, classes)
+    result = {'run': args.prefix, 'recipe': run['recipe'], 'network': flags.network,
+              'params': args.prefix + '.params', 'dataset': flags.dataset,
+              'dataset_root': flags.dataset_root, 'images': len(val_set),
+              'seconds': time.time() - tic, 'map': common.average_precisions(metric),
+              'recall_levels': common.RECALL_LEVELS.tolist(),
+              'precision': common.precision_curves(metric, classes)}
+    common.write_metrics(output + '.json', result)
+    plot(output + '.png', result)
+    logger.info('%s on %d %s images: VOC07 AP %s; wrote %s.{json,png,log}', args.prefix,
+                len(val_set), flags.dataset, _fmt(result['map']), output)
+    return result
+
+
+def _fmt(aps):
+    return ' '.join('{}={}'.format(k, 'n/a' if v is None else '{:.4f}'.format(v))
+                    for k, v in aps.items())
+
+
+def plot(path, result):
+    """Precision-recall curves per class, and AP per class, in one PNG."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    figure, (curves, bars) = plt.subplots(1, 2, figsize=(13, 5))
+    for name, precision in result['precision'].items():
+        if precision is not None:
+            curves.plot(result['recall_levels'], precision,
+                        label='{} (AP {:.3f})'.format(name, result['map'][name]))
+    curves.set(title='interpolated precision', xlabel='recall', ylabel='precision',
+               xlim=(0, 1), ylim=(0, 1.02))
+    curves.legend(loc='lower left')
+    common.plot_class_ap(bars, result['map'], 'VOC07 AP at IoU 0.5')
+    figure.suptitle('{} on {} ({} images)'.format(result['run'], result['dataset'],
+                                                  result['images']))
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+if __name__ == '__main__':
+    main()

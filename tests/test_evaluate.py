@@ -1,0 +1,88 @@
+"""recipes/evaluate.py: a trained run's detector evaluated again, and its precision curves."""
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                'recipes'))
+
+import common  # noqa: E402  pylint: disable=wrong-import-position
+import evaluate  # noqa: E402  pylint: disable=wrong-import-position
+import train_faster_rcnn  # noqa: E402  pylint: disable=wrong-import-position
+import train_ssd  # noqa: E402  pylint: disable=wrong-import-position
+
+CLASSES = ['disc', 'square', 'triangle']
+
+
+def train(recipe, voc_root, prefix):
+    """One iteration of a recipe, evaluated on 8 validation images."""
+    module = {'faster_rcnn': train_faster_rcnn, 'ssd': train_ssd}[recipe]
+    return module.main(['--dataset-root', voc_root, '--num-train-images', '4', '--batch-size',
+                        '2', '--num-val-images', '8', '--epochs', '1', '--max-iters', '1',
+                        '--save-prefix', str(prefix)])
+
+
+@pytest.mark.parametrize('recipe', ['faster_rcnn', 'ssd'])
+def test_evaluation_repeats_the_runs_own(voc_root, tmp_path, recipe):
+    prefix = str(tmp_path / recipe)
+    trained = train(recipe, voc_root, prefix)
+    result = evaluate.main([prefix])
+    assert result['map'] == trained['final']['map']            # same net, images and code
+    assert result['map']['mAP'] > 0                             # detections were compared
+    assert result['images'] == 8 and result['recipe'] == 'train_' + recipe
+    with open(prefix + '-eval.json') as f:
+        assert json.load(f) == json.loads(json.dumps(result))
+    with open(prefix + '-eval.png', 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    assert sorted(result['precision']) == CLASSES
+    for name, curve in result['precision'].items():
+        if curve is not None:
+            assert len(curve) == 101 and np.all(np.diff(curve) <= 0)
+            assert all(0 <= p <= 1 for p in curve)
+
+
+def test_other_images_and_bad_runs(voc_root, tmp_path):
+    prefix = str(tmp_path / 'run')
+    train('faster_rcnn', voc_root, prefix)
+    assert evaluate.main([prefix, '--num-val-images', 'all', '--output',
+                          str(tmp_path / 'all')])['images'] == 100
+    with pytest.raises(SystemExit):
+        evaluate.parse_args([prefix, '--num-val-images', '0'])
+    with pytest.raises(SystemExit, match='no training run'):
+        evaluate.main([str(tmp_path / 'missing')])
+    with open(prefix + '.json') as f:
+        run = json.load(f)
+    with open(prefix + '.json', 'w') as f:
+        json.dump(dict(run, classes=['cat', 'dog']), f)
+    with pytest.raises(SystemExit, match='trained for classes'):
+        evaluate.main([prefix])
+
+
+class FakeMetric(object):
+    """What precision_curves reads of GluonCV's VOC metric: per-label recall and precision
+    of the detections in descending score order (None: no ground truth)."""
+
+    def __init__(self, recalls, precisions):
+        self._recalls, self._precisions = recalls, precisions
+
+    def _recall_prec(self):
+        return self._recalls, self._precisions
+
+
+def test_precision_curves_hand_checked():
+    # label 0: 4 ground truths; detections hit, hit, miss, hit (precision 1, 1, 2/3, 3/4)
+    # label 1: ground truths but no detection; label 2: none (and never seen, list too short)
+    rec = np.array([0.25, 0.5, 0.5, 0.75])
+    prec = np.array([1., 1., 2. / 3, 0.75])
+    curves = common.precision_curves(FakeMetric([rec, np.array([])], [prec, np.array([])]),
+                                     CLASSES)
+    levels = common.RECALL_LEVELS
+    expected = np.where(levels <= 0.5, 1., np.where(levels <= 0.75, 0.75, 0.))
+    assert_allclose(curves['disc'], expected)
+    assert curves['square'] == [0.] * 101 and curves['triangle'] is None
+    # VOC07's AP is the mean at recall 0, 0.1, ..., 1: (6 x 1 + 2 x 0.75) / 11
+    assert np.mean(curves['disc'][::10]) == pytest.approx(7.5 / 11)
