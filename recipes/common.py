@@ -716,16 +716,25 @@ class SelectionStats(object):
 
 def max_iou(boxes, gt_boxes):
     """Best IoU of each box (K, 4) with the valid rows of gt_boxes (M, 4): (K,); 0 if none."""
-    gt = gt_boxes[(gt_boxes[:, 2] > gt_boxes[:, 0]) & (gt_boxes[:, 3] > gt_boxes[:, 1])]
-    if not len(boxes) or not len(gt):
-        return np.zeros(len(boxes))
-    lt = np.maximum(boxes[:, None, :2], gt[None, :, :2])                # (K, M, 2)
-    rb = np.minimum(boxes[:, None, 2:], gt[None, :, 2:])                # (K, M, 2)
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)                 # (K, M)
+    iou = iou_matrix(boxes, gt_boxes)                                   # (K, M')
+    return iou.max(axis=1) if iou.size else np.zeros(len(boxes))
+
+
+def valid_boxes(gt_boxes):
+    """The rows of gt_boxes (M, 4) that are boxes (x2 > x1, y2 > y1), not padding: (M', 4)."""
+    return gt_boxes[(gt_boxes[:, 2] > gt_boxes[:, 0]) & (gt_boxes[:, 3] > gt_boxes[:, 1])]
+
+
+def iou_matrix(boxes, gt_boxes):
+    """IoU of each box (K, 4) with each valid row of gt_boxes (M, 4): (K, M'), NumPy."""
+    gt = valid_boxes(gt_boxes)
+    lt = np.maximum(boxes[:, None, :2], gt[None, :, :2])                # (K, M', 2)
+    rb = np.minimum(boxes[:, None, 2:], gt[None, :, 2:])                # (K, M', 2)
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)                 # (K, M')
     area = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=-1)
     gt_area = np.prod(gt[:, 2:] - gt[:, :2], axis=-1)
-    union = area[:, None] + gt_area[None, :] - inter                    # (K, M)
-    return (inter / np.maximum(union, 1e-12)).max(axis=1)
+    union = area[:, None] + gt_area[None, :] - inter                    # (K, M')
+    return inter / np.maximum(union, 1e-12)
 
 
 class MiningStats(object):

@@ -1,0 +1,199 @@
+#!/usr/bin/env python
+"""Look at what each Faster R-CNN sampler selects on training images: anchors and RoIs.
+
+For every image (resized as the network reads it, not flipped) one row of panels,
+ground truths in yellow, positives in green, negatives in red:
+
+1. GluonCV's RPN sampler (``RPNTargetGenerator`` of GluonCV 0.10): the anchors it
+   labels, 256 at most (negatives as dots, at their centres);
+2. gluonmine's ``RPNTargetGenerator`` on the same anchors;
+3. GluonCV's ``RCNNTargetSampler`` over the network's proposals;
+4. gluonmine's ``RCNNTargetSampler`` (random within quotas) over the same;
+5. OHEM: the RoIs ``OHEMFasterRCNN`` trains on (hardest by loss after NMS).
+
+With ``--run PREFIX`` the network is a trained run's (its proposals are what
+training sees); without it an untrained tiny network's, whose proposals are
+random: the RPN panels do not depend on the weights. Writes OUTPUT.png and
+OUTPUT.json: per image and panel the positives, negatives, and the objects that
+got no positive at all.
+
+    python recipes/show_samples.py --run runs/faster_rcnn
+    python recipes/show_samples.py --images 3 14 15 --seed 1
+"""
+import argparse
+import json
+import os
+
+import mxnet as mx
+import numpy as np
+from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultValTransform
+from gluoncv.model_zoo.rcnn.rpn.rpn_target import RPNTargetGenerator as GluonCVRPNTargets
+from mxnet import autograd
+
+import common
+import train_faster_rcnn
+from gluonmine.rcnn import OHEMFasterRCNN, rcnn_sampler_for
+from gluonmine.rpn import RPNTargetGenerator
+
+PANELS = ('GluonCV RPN', 'gluonmine RPN', 'GluonCV RCNN', 'gluonmine RCNN', 'OHEM RCNN')
+# image normalisation of GluonCV's transforms, undone for display
+MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    add = parser.add_argument
+    add('--run', default=None,
+        help="a train_faster_rcnn.py run's --save-prefix: its network and weights "
+             '(default: an untrained tiny network)')
+    add('--dataset-root', default=None,
+        help="the synthetic or VOC dataset (default: the run's, else %s)" % common.SYNTHETIC_ROOT)
+    add('--images', type=int, nargs='+', default=[0, 1, 2],
+        help='indices of training images (default: %(default)s)')
+    add('--seed', type=int, default=0, help='seed of the random samplers (default: %(default)s)')
+    add('--output', default=None,
+        help='write OUTPUT.png and OUTPUT.json (default: PREFIX-samples or runs/samples)')
+    return parser.parse_args(argv)
+
+
+def build(args):
+    """The network (weights loaded with ``--run``), its flags and the training images."""
+    flags = vars(train_faster_rcnn.parse_args([]))
+    if args.run:
+        run = json.load(open(args.run + '.json')) if os.path.isfile(args.run + '.json') else {}
+        if run.get('recipe') != 'train_faster_rcnn':
+            raise SystemExit('--run {}: not a train_faster_rcnn.py run (PREFIX.json)'.format(
+                args.run))
+        flags.update(run['args'])
+    if args.dataset_root:
+        flags['dataset_root'] = args.dataset_root
+    flags = argparse.Namespace(**dict(flags, batch_size=1, num_train_images=None))
+    train_set, _, classes = common.build_datasets(flags)
+    bad = [i for i in args.images if not 0 <= i < len(train_set)]
+    if bad:
+        raise SystemExit('--images {}: the training set has images 0 to {}'.format(
+            bad, len(train_set) - 1))
+    net = train_faster_rcnn.build_net(flags, classes, [mx.cpu()])
+    if args.run:
+        net.load_parameters(args.run + '.params', ctx=mx.cpu(), ignore_extra=True)
+    return net, train_set
+
+
+def rcnn_models(net):
+    """(panel name, model) of the RCNN panels, in an order Gluon allows: GluonCV's sampler,
+    then gluonmine's put in its place (which cannot be undone), then OHEM around it."""
+    yield 'GluonCV RCNN', net
+    net.sampler = rcnn_sampler_for(net)
+    yield 'gluonmine RCNN', net
+    yield 'OHEM RCNN', OHEMFasterRCNN(net)
+
+
+def rcnn_selection(model, image, label, seed):
+    """The RoIs (K, 4) and samples (K,) a model trains on for one image, and the anchors.
+
+    image: (3, H, W) normalised, label (M, 6) at that size. Returns NumPy
+    boxes and samples (+1/-1/0), and the anchors (1, N, 4) NDArray.
+    """
+    mx.random.seed(seed)
+    with autograd.train_mode():
+        outputs = model(image.expand_dims(0), label[:, :4].expand_dims(0),
+                        label[:, 4:5].expand_dims(0))
+    return outputs[2][0].asnumpy(), outputs[3][0].asnumpy(), outputs[7]
+
+
+def rpn_selections(image, label, anchors, seed):
+    """GluonCV's and gluonmine's RPN samples over the anchors (1, N, 4) of one image: panel
+    name -> (anchors (N, 4), samples (N,) +1/-1/0), NumPy."""
+    height, width = image.shape[1:]
+    np.random.seed(seed)
+    mx.random.seed(seed)
+    gluoncv = GluonCVRPNTargets(num_sample=train_faster_rcnn.RPN_NUM_SAMPLE)(
+        label[:, :4], anchors[0], width, height)[0]                          # NumPy (N,)
+    gluonmine = RPNTargetGenerator(num_sample=train_faster_rcnn.RPN_NUM_SAMPLE)(
+        label[:, :4].expand_dims(0), anchors, mx.nd.array([[height, width]]))[0][0].asnumpy()
+    return {name: (anchors[0].asnumpy(), _samples(np.ravel(target)))
+            for name, target in (('GluonCV RPN', gluoncv), ('gluonmine RPN', gluonmine))}
+
+
+def _samples(rpn_target):
+    """GluonCV's RPN targets (+1 positive, 0 negative, -1 ignore) as samples +1 / -1 / 0."""
+    return np.where(rpn_target > 0, 1., np.where(rpn_target == 0, -1., 0.))
+
+
+def counts(boxes, samples, gt):
+    """positives, negatives, and the objects no positive box overlaps best (gt (M, 4))."""
+    positive = boxes[samples > 0.5]
+    valid = len(common.valid_boxes(gt))
+    matched = set(common.iou_matrix(positive, gt).argmax(axis=1).tolist()) if valid else set()
+    return {'positives': int((samples > 0.5).sum()), 'negatives': int((samples < -0.5).sum()),
+            'objects': valid, 'objects_without_positive': valid - len(matched)}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    output = args.output or ('{}-samples'.format(args.run) if args.run
+                             else os.path.join('runs', 'samples'))
+    net, train_set = build(args)
+    transform = FasterRCNNDefaultValTransform(train_faster_rcnn.test_short(net), net.max_size)
+    images = {}
+    for index in args.images:
+        image, label, _ = transform(*train_set[index])
+        images[index] = (image, mx.nd.array(label) if len(label) else mx.nd.full((1, 6), -1))
+    chosen, anchors = {index: {} for index in images}, {}
+    for name, model in rcnn_models(net):
+        for index, (image, label) in images.items():
+            rois, samples, anchors[index] = rcnn_selection(model, image, label, args.seed)
+            chosen[index][name] = (rois, samples)
+    report = {'run': args.run, 'seed': args.seed, 'images': {}}
+    for index, (image, label) in images.items():
+        chosen[index].update(rpn_selections(image, label, anchors[index], args.seed))
+        gt = label[:, :4].asnumpy()
+        report['images'][index] = {name: counts(*chosen[index][name], gt) for name in PANELS}
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    common.write_metrics(output + '.json', report)
+    plot(output + '.png', images, chosen, report)
+    print('wrote {0}.png and {0}.json'.format(output))
+    return report
+
+
+def plot(path, images, chosen, report):
+    """One row of panels an image: ``images`` index -> (image, label), ``chosen`` index ->
+    panel name -> (boxes, samples)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(len(images), len(PANELS), squeeze=False,
+                                figsize=(3.4 * len(PANELS), 3.6 * len(images)))
+    for (index, (image, label)), row in zip(images.items(), axes):
+        picture = np.clip(image.asnumpy().transpose(1, 2, 0) * STD + MEAN, 0, 1)
+        gt = label[:, :4].asnumpy()
+        for name, ax in zip(PANELS, row):
+            ax.imshow(picture)
+            boxes, samples = chosen[index][name]
+            _draw(ax, boxes[samples < -0.5], 'red', dots=name.endswith('RPN'), alpha=0.45)
+            _draw(ax, boxes[samples > 0.5], 'lime')
+            _draw(ax, common.valid_boxes(gt), 'yellow')
+            numbers = report['images'][index][name]
+            ax.set_title('image {}, {}\n{} pos, {} neg; {} of {} objects without'.format(
+                index, name, numbers['positives'], numbers['negatives'],
+                numbers['objects_without_positive'], numbers['objects']), fontsize=8)
+            ax.set_axis_off()
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+def _draw(ax, boxes, colour, dots=False, alpha=1.):
+    """Boxes (K, 4) as rectangles, or with ``dots`` as dots at their centres."""
+    if dots:
+        ax.plot((boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2, '.',
+                color=colour, markersize=2, alpha=alpha)
+        return
+    import matplotlib.patches as patches
+    for x1, y1, x2, y2 in boxes:
+        ax.add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color=colour,
+                                       linewidth=0.8, alpha=alpha))
+
+
+if __name__ == '__main__':
+    main()
