@@ -17,7 +17,7 @@ here:
 - evaluation: :func:`evaluate` (GluonCV's ``VOC07MApMetric``, per class),
   :func:`precision_curves`;
 - reports: :class:`LossLog`, :class:`SelectionStats`, :class:`MiningStats`,
-  :func:`setup_logger`, :func:`progress`, :func:`write_metrics`,
+  :func:`setup_logger`, :func:`progress`, :func:`write_metrics`, :func:`read_run`,
   :func:`plot_metrics`, :func:`output_paths`.
 
 Samples follow gluonmine's convention: +1 positive, -1 negative, 0 ignore.
@@ -864,6 +864,21 @@ def _fmt_sampler(sampler):
                 stats['fill_rate']) if 'fill_rate' in stats else '{}: {}'.format(
                     stage, _fmt(stats)))
     return '; '.join(parts)
+
+
+def read_run(prefix, recipes):
+    """A training run's metrics (``PREFIX.json``, next to ``PREFIX.params``); SystemExit
+    when PREFIX holds no run of one of ``recipes`` (their names, e.g. 'train_ssd')."""
+    path = prefix + '.json'
+    if not os.path.isfile(path) or not os.path.isfile(prefix + '.params'):
+        raise SystemExit('{}: no training run there (PREFIX.json and PREFIX.params, written '
+                         'by recipes/train_*.py --save-prefix PREFIX)'.format(prefix))
+    with open(path) as f:
+        run = json.load(f)
+    if run.get('recipe') not in recipes:
+        raise SystemExit('{}: written by {!r}, not by {}'.format(
+            path, run.get('recipe'), ' or '.join(sorted(recipes))))
+    return run
 
 
 def output_paths(prefix, dist):

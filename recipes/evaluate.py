@@ -13,8 +13,6 @@ validation images are evaluated; ``--dataset``, ``--dataset-root`` and
     python recipes/evaluate.py runs/voc_frcnn --dataset voc --dataset-root ~/VOCdevkit --gpus 0
 """
 import argparse
-import json
-import os
 import time
 
 import common
@@ -47,20 +45,6 @@ def parse_args(argv=None):
     return args
 
 
-def read_run(prefix):
-    """The run's metrics JSON; SystemExit when PREFIX is not a run of these recipes."""
-    path = prefix + '.json'
-    if not os.path.isfile(path) or not os.path.isfile(prefix + '.params'):
-        raise SystemExit('{}: no training run there (PREFIX.json and PREFIX.params, written '
-                         'by recipes/train_*.py --save-prefix PREFIX)'.format(prefix))
-    with open(path) as f:
-        run = json.load(f)
-    if run.get('recipe') not in RECIPES:
-        raise SystemExit('{}: written by {!r}, not by one of {}'.format(
-            path, run.get('recipe'), ', '.join(sorted(RECIPES))))
-    return run
-
-
 def settings(run, args):
     """The run's flags, with the evaluation's data and devices."""
     flags = dict(run['args'], gpus=args.gpus, num_workers=args.num_workers)
@@ -75,7 +59,7 @@ def settings(run, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    run = read_run(args.prefix)
+    run = common.read_run(args.prefix, RECIPES)
     flags = settings(run, args)
     output = args.output or args.prefix + '-eval'
     logger = common.setup_logger(output + '.log')

@@ -21,7 +21,6 @@ got no positive at all.
     python recipes/show_samples.py --images 3 14 15 --seed 1
 """
 import argparse
-import json
 import os
 
 import mxnet as mx
@@ -60,11 +59,7 @@ def build(args):
     """The network (weights loaded with ``--run``), its flags and the training images."""
     flags = vars(train_faster_rcnn.parse_args([]))
     if args.run:
-        run = json.load(open(args.run + '.json')) if os.path.isfile(args.run + '.json') else {}
-        if run.get('recipe') != 'train_faster_rcnn':
-            raise SystemExit('--run {}: not a train_faster_rcnn.py run (PREFIX.json)'.format(
-                args.run))
-        flags.update(run['args'])
+        flags.update(common.read_run(args.run, ('train_faster_rcnn',))['args'])
     if args.dataset_root:
         flags['dataset_root'] = args.dataset_root
     flags = argparse.Namespace(**dict(flags, batch_size=1, num_train_images=None))

@@ -47,7 +47,7 @@ def test_a_trained_run_and_bad_arguments(voc_root, tmp_path):
     report = show_samples.main(['--run', prefix, '--images', '5'])
     assert report['run'] == prefix and list(report['images']) == [5]
     assert os.path.getsize(prefix + '-samples.png') > 0
-    with pytest.raises(SystemExit, match='not a train_faster_rcnn.py run'):
+    with pytest.raises(SystemExit, match='no training run there'):
         show_samples.main(['--run', str(tmp_path / 'missing')])
     with pytest.raises(SystemExit, match='the training set has images 0 to 299'):
         show_samples.main(['--dataset-root', voc_root, '--images', '300'])
