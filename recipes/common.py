@@ -17,8 +17,9 @@ here:
 - evaluation: :func:`evaluate` (GluonCV's ``VOC07MApMetric``, per class),
   :func:`precision_curves`;
 - reports: :class:`LossLog`, :class:`SelectionStats`, :class:`MiningStats`,
-  :func:`setup_logger`, :func:`progress`, :func:`write_metrics`, :func:`read_run`,
-  :func:`plot_metrics`, :func:`output_paths`.
+  :func:`setup_logger`, :func:`progress`, :func:`write_metrics`,
+  :func:`plot_metrics`, :func:`output_paths`; and reading them back:
+  :func:`read_run`, :func:`check_run_classes`.
 
 Samples follow gluonmine's convention: +1 positive, -1 negative, 0 ignore.
 Nothing here touches the environment or global state at import.
@@ -879,6 +880,13 @@ def read_run(prefix, recipes):
         raise SystemExit('{}: written by {!r}, not by {}'.format(
             path, run.get('recipe'), ' or '.join(sorted(recipes))))
     return run
+
+
+def check_run_classes(run, classes, dataset):
+    """SystemExit unless a dataset's ``classes`` are those a run (:func:`read_run`) trained."""
+    if classes != run['classes']:
+        raise SystemExit('the run was trained for classes {}, --dataset {} has {}'.format(
+            run['classes'], dataset, classes))
 
 
 def output_paths(prefix, dist):

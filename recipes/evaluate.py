@@ -65,9 +65,7 @@ def main(argv=None):
     logger = common.setup_logger(output + '.log')
     logger.info('arguments: %s', vars(args))
     _, val_set, classes = common.build_datasets(flags, train=False)
-    if classes != run['classes']:
-        raise SystemExit('the run was trained for classes {}, --dataset {} has {}'.format(
-            run['classes'], flags.dataset, classes))
+    common.check_run_classes(run, classes, flags.dataset)
     ctx = common.contexts(args.gpus)
     net, loader = RECIPES[run['recipe']].build_evaluation(flags, classes, ctx, val_set)
     # extra: children a net makes in training (GluonCV's FasterRCNN's target generator)

@@ -45,8 +45,10 @@ def parse_args(argv=None):
     add('--run', default=None,
         help="a train_faster_rcnn.py run's --save-prefix: its network and weights "
              '(default: an untrained tiny network)')
+    add('--dataset', choices=common.DATASETS, default=None,
+        help="whose training images (default: the run's, else synthetic)")
     add('--dataset-root', default=None,
-        help="the synthetic or VOC dataset (default: the run's, else %s)" % common.SYNTHETIC_ROOT)
+        help="where it is (default: the run's, else %s)" % common.SYNTHETIC_ROOT)
     add('--images', type=int, nargs='+', default=[0, 1, 2],
         help='indices of training images (default: %(default)s)')
     add('--seed', type=int, default=0, help='seed of the random samplers (default: %(default)s)')
@@ -58,18 +60,22 @@ def parse_args(argv=None):
 def build(args):
     """The network (weights loaded with ``--run``), its flags and the training images."""
     flags = vars(train_faster_rcnn.parse_args([]))
-    if args.run:
-        flags.update(common.read_run(args.run, ('train_faster_rcnn',))['args'])
-    if args.dataset_root:
-        flags['dataset_root'] = args.dataset_root
+    run = common.read_run(args.run, ('train_faster_rcnn',)) if args.run else None
+    if run:
+        flags.update(run['args'])
+    for name in ('dataset', 'dataset_root'):
+        if getattr(args, name) is not None:
+            flags[name] = getattr(args, name)
     flags = argparse.Namespace(**dict(flags, batch_size=1, num_train_images=None))
     train_set, _, classes = common.build_datasets(flags)
+    if run:
+        common.check_run_classes(run, classes, flags.dataset)
     bad = [i for i in args.images if not 0 <= i < len(train_set)]
     if bad:
         raise SystemExit('--images {}: the training set has images 0 to {}'.format(
             bad, len(train_set) - 1))
     net = train_faster_rcnn.build_net(flags, classes, [mx.cpu()])
-    if args.run:
+    if run:
         net.load_parameters(args.run + '.params', ctx=mx.cpu(), ignore_extra=True)
     return net, train_set
 
