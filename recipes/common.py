@@ -430,6 +430,7 @@ class Run(object):
         self.logger = setup_logger(self.paths['log'], append=args.resume)
         self.logger.info('arguments: %s', vars(args))
         self.start, self.ctx = time.time(), contexts(args.gpus)
+        self._plotted = self.start
         self.train_set, self.val_set, self.classes = build_datasets(args)
         self.report = RunReport(recipe, args, self.classes, self.dist, losses)
 
@@ -472,6 +473,8 @@ class Run(object):
                 if last:
                     break
         except KeyboardInterrupt:
+            if report.metrics['epochs']:
+                self.plot_so_far()
             self.logger.warning('interrupted in epoch %d: %s', epoch, 'nothing saved yet' if
                                 epoch == 1 else '{} holds the run up to epoch {}; the same '
                                 'command with --resume continues it'.format(
@@ -482,7 +485,8 @@ class Run(object):
 
     def save(self, net, trainer, epoch, finished):
         """Checkpoint the run after ``epoch``: PREFIX.ckpt and PREFIX.params, then (unless
-        ``finished``: :meth:`RunReport.finish` writes them) the metrics and plot so far.
+        ``finished``: :meth:`RunReport.finish` writes them) the metrics so far, and the
+        plot so far when the last is :data:`PLOT_EVERY` seconds old.
 
         Trainer states are not saved with a ``dist_*`` kvstore (its optimizer
         runs on the servers).
@@ -494,8 +498,14 @@ class Run(object):
                         python=random.getstate())
         if not finished:
             write_metrics(self.paths['json'], self.report.metrics)
-            so_far = self.report.summary(self.paths, time.time() - self.start)
-            plot_metrics(self.paths['png'], dict(self.report.metrics, final=so_far))
+            if time.time() - self._plotted >= PLOT_EVERY:   # a plot takes about a second
+                self.plot_so_far()
+
+    def plot_so_far(self):
+        """PREFIX.png of the epochs so far, with :meth:`RunReport.summary` as its ``final``."""
+        so_far = self.report.summary(self.paths, time.time() - self.start)
+        plot_metrics(self.paths['png'], dict(self.report.metrics, final=so_far))
+        self._plotted = time.time()
 
     def resume(self, net, trainer, new_stats):
         """Load the checkpoint into the net, trainer, report and generators: the first epoch
@@ -523,6 +533,10 @@ class Run(object):
                          self.paths['ckpt'], saved['epoch'], iterations,
                          '' if restored else '; optimizer states restarted (dist kvstore)')
         return args.epochs + 1 if saved['finished'] else saved['epoch'] + 1
+
+
+#: Seconds between two plots of a run in progress (each epoch's metrics JSON is written).
+PLOT_EVERY = 60.
 
 
 #: Flags a resumed run may change: they do not change what is trained.

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""Look at what each Faster R-CNN sampler selects on training images: anchors and RoIs.
+"""Look at what each sampler or miner selects on training images: anchors and RoIs.
 
 For every image (resized as the network reads it, not flipped) one row of panels,
-ground truths in yellow, positives in green, negatives in red:
+ground truths in yellow, positives in green, negatives in red. For a Faster
+R-CNN (``train_faster_rcnn.py``):
 
 1. GluonCV's RPN sampler (``RPNTargetGenerator`` of GluonCV 0.10): the anchors it
    labels, 256 at most (negatives as dots, at their centres);
@@ -11,13 +12,18 @@ ground truths in yellow, positives in green, negatives in red:
 4. gluonmine's ``RCNNTargetSampler`` (random within quotas) over the same;
 5. OHEM: the RoIs ``OHEMFasterRCNN`` trains on (hardest by loss after NMS).
 
-With ``--run PREFIX`` the network is a trained run's (its proposals are what
-training sees); without it an untrained tiny network's, whose proposals are
-random: the RPN panels do not depend on the weights. Writes OUTPUT.png and
-OUTPUT.json: per image and panel the positives, negatives, and the objects that
-got no positive at all.
+For an SSD (``train_ssd.py``), the anchors each ``--miner`` trains on, from the
+same predictions: GluonCV's hard negative mining, gluonmine's, OHEM's (NMS among
+the hard negatives) and random negatives.
+
+With ``--run PREFIX`` the network is a trained run's (its proposals and losses
+are what training sees); without it an untrained tiny network's (``--recipe``),
+whose proposals and losses are random; the RPN panels do not depend on the
+weights. Writes OUTPUT.png and OUTPUT.json: per image and panel the positives,
+negatives, and the objects that got no positive at all.
 
     python recipes/show_samples.py --run runs/faster_rcnn
+    python recipes/show_samples.py --run runs/ssd --images 1 2
     python recipes/show_samples.py --images 3 14 15 --seed 1
 """
 import argparse
@@ -31,10 +37,14 @@ from mxnet import autograd
 
 import common
 import train_faster_rcnn
+import train_ssd
 from gluonmine.rcnn import OHEMFasterRCNN, rcnn_sampler_for
 from gluonmine.rpn import RPNTargetGenerator
 
-PANELS = ('GluonCV RPN', 'gluonmine RPN', 'GluonCV RCNN', 'gluonmine RCNN', 'OHEM RCNN')
+RECIPES = {'train_faster_rcnn': train_faster_rcnn, 'train_ssd': train_ssd}
+PANELS = {'train_faster_rcnn': ('GluonCV RPN', 'gluonmine RPN', 'GluonCV RCNN',
+                                'gluonmine RCNN', 'OHEM RCNN'),
+          'train_ssd': train_ssd.MINERS}
 # image normalisation of GluonCV's transforms, undone for display
 MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 
@@ -43,8 +53,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     add = parser.add_argument
     add('--run', default=None,
-        help="a train_faster_rcnn.py run's --save-prefix: its network and weights "
-             '(default: an untrained tiny network)')
+        help="a train_faster_rcnn.py or train_ssd.py run's --save-prefix: its network and "
+             'weights (default: an untrained tiny network)')
+    add('--recipe', choices=('faster_rcnn', 'ssd'), default='faster_rcnn',
+        help="without --run, whose network (default: %(default)s)")
     add('--dataset', choices=common.DATASETS, default=None,
         help="whose training images (default: the run's, else synthetic)")
     add('--dataset-root', default=None,
@@ -58,9 +70,12 @@ def parse_args(argv=None):
 
 
 def build(args):
-    """The network (weights loaded with ``--run``), its flags and the training images."""
-    flags = vars(train_faster_rcnn.parse_args([]))
-    run = common.read_run(args.run, ('train_faster_rcnn',)) if args.run else None
+    """(recipe name, its flags, network (weights loaded with ``--run``), image transform,
+    training images)."""
+    run = common.read_run(args.run, RECIPES) if args.run else None
+    recipe = run['recipe'] if run else 'train_' + args.recipe
+    module = RECIPES[recipe]
+    flags = vars(module.parse_args([]))
     if run:
         flags.update(run['args'])
     for name in ('dataset', 'dataset_root'):
@@ -74,10 +89,49 @@ def build(args):
     if bad:
         raise SystemExit('--images {}: the training set has images 0 to {}'.format(
             bad, len(train_set) - 1))
-    net = train_faster_rcnn.build_net(flags, classes, [mx.cpu()])
+    if recipe == 'train_ssd':
+        net, size = train_ssd.build_net(flags, classes, [mx.cpu()])
+        transform = train_ssd.ValTransform(size)
+    else:
+        net = train_faster_rcnn.build_net(flags, classes, [mx.cpu()])
+        transform = FasterRCNNDefaultValTransform(train_faster_rcnn.test_short(net),
+                                                  net.max_size)
     if run:
         net.load_parameters(args.run + '.params', ctx=mx.cpu(), ignore_extra=True)
-    return net, train_set
+    return recipe, flags, net, transform, train_set
+
+
+def faster_rcnn_selections(net, images, seed, flags):  # pylint: disable=unused-argument
+    """Panel name -> (boxes (K, 4), samples (K,) +1/-1/0) of each image (index -> (image,
+    label)), NumPy: the RoI panels over the net's proposals, the RPN panels over its anchors."""
+    chosen, anchors = {index: {} for index in images}, {}
+    for name, model in rcnn_models(net):
+        for index, (image, label) in images.items():
+            rois, samples, anchors[index] = rcnn_selection(model, image, label, seed)
+            chosen[index][name] = (rois, samples)
+    for index, (image, label) in images.items():
+        chosen[index].update(rpn_selections(image, label, anchors[index], seed))
+    return chosen
+
+
+def ssd_selections(net, images, seed, flags):
+    """As :func:`faster_rcnn_selections`, for an SSD: the anchors each miner trains on, from
+    one training-mode forward an image."""
+    generator, chosen = train_ssd.target_generator(), {}
+    miners = {name: train_ssd.build_miner(argparse.Namespace(**dict(vars(flags), miner=name)))
+              for name in train_ssd.MINERS}
+    for index, (image, label) in images.items():
+        with autograd.train_mode():
+            cls_pred, box_pred, anchors = net(image.expand_dims(0))
+        cls_target, box_target = train_ssd.ssd_targets(generator, anchors, label.expand_dims(0))
+        corners = train_ssd.anchor_corners(anchors)                         # (N, 4)
+        chosen[index] = {}
+        for name, miner in miners.items():
+            mx.random.seed(seed)
+            samples = train_ssd.mined_samples(miner, cls_pred, box_pred, cls_target,
+                                              box_target, anchors)
+            chosen[index][name] = (corners, samples[0].asnumpy())
+    return chosen
 
 
 def rcnn_models(net):
@@ -130,26 +184,25 @@ def counts(boxes, samples, gt):
             'objects': valid, 'objects_without_positive': valid - len(matched)}
 
 
+SELECTIONS = {'train_faster_rcnn': faster_rcnn_selections, 'train_ssd': ssd_selections}
+
+
 def main(argv=None):
     args = parse_args(argv)
     output = args.output or ('{}-samples'.format(args.run) if args.run
                              else os.path.join('runs', 'samples'))
-    net, train_set = build(args)
-    transform = FasterRCNNDefaultValTransform(train_faster_rcnn.test_short(net), net.max_size)
+    recipe, flags, net, transform, train_set = build(args)
     images = {}
     for index in args.images:
         image, label, _ = transform(*train_set[index])
-        images[index] = (image, mx.nd.array(label) if len(label) else mx.nd.full((1, 6), -1))
-    chosen, anchors = {index: {} for index in images}, {}
-    for name, model in rcnn_models(net):
-        for index, (image, label) in images.items():
-            rois, samples, anchors[index] = rcnn_selection(model, image, label, args.seed)
-            chosen[index][name] = (rois, samples)
-    report = {'run': args.run, 'seed': args.seed, 'images': {}}
+        label = mx.nd.array(label) if len(label) else mx.nd.full((1, 6), -1)
+        images[index] = (image, label.astype('float32'))
+    chosen = SELECTIONS[recipe](net, images, args.seed, flags)
+    report = {'run': args.run, 'recipe': recipe, 'seed': args.seed, 'images': {}}
     for index, (image, label) in images.items():
-        chosen[index].update(rpn_selections(image, label, anchors[index], args.seed))
         gt = label[:, :4].asnumpy()
-        report['images'][index] = {name: counts(*chosen[index][name], gt) for name in PANELS}
+        report['images'][index] = {name: counts(*chosen[index][name], gt)
+                                   for name in PANELS[recipe]}
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     common.write_metrics(output + '.json', report)
     plot(output + '.png', images, chosen, report)
@@ -163,12 +216,13 @@ def plot(path, images, chosen, report):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    figure, axes = plt.subplots(len(images), len(PANELS), squeeze=False,
-                                figsize=(3.4 * len(PANELS), 3.6 * len(images)))
+    panels = PANELS[report['recipe']]
+    figure, axes = plt.subplots(len(images), len(panels), squeeze=False,
+                                figsize=(3.4 * len(panels), 3.6 * len(images)))
     for (index, (image, label)), row in zip(images.items(), axes):
         picture = np.clip(image.asnumpy().transpose(1, 2, 0) * STD + MEAN, 0, 1)
         gt = label[:, :4].asnumpy()
-        for name, ax in zip(PANELS, row):
+        for name, ax in zip(panels, row):
             ax.imshow(picture)
             boxes, samples = chosen[index][name]
             _draw(ax, boxes[samples < -0.5], 'red', dots=name.endswith('RPN'), alpha=0.45)

@@ -299,6 +299,12 @@ def split_batch(batch, ctx):
     return [Shard(x, y) for x, y in zip(*parts)]
 
 
+def target_generator():
+    """GluonCV's ``SSDTargetGenerator`` as the training step uses it: IoU 0.5, box stds
+    0.1, 0.1, 0.2, 0.2, no sampler (the miners choose the negatives)."""
+    return SSDTargetGenerator(iou_thresh=0.5, stds=BOX_STDS, negative_mining_ratio=-1)
+
+
 def ssd_targets(generator, anchors, label):
     """GluonCV's SSD targets for a batch: (cls_target (B, N), box_target (B, N, 4)).
 
@@ -342,7 +348,7 @@ def build_step(args, net, miner, trainer, ctx, dist):
     The losses are already normalised by the positives of the batch, so the
     update sums the gradients (GluonCV's ``trainer.step(1)``), averaged over workers.
     """
-    generator = SSDTargetGenerator(iou_thresh=0.5, stds=BOX_STDS, negative_mining_ratio=-1)
+    generator = target_generator()
 
     def run(batch):
         outputs = forward_backward(net, miner, generator, split_batch(batch, ctx))
@@ -371,15 +377,31 @@ def record_selection(miner, hardest, out, stats):
             cls, out.cls_target, out.box_pred, out.anchors)                 # (B, N)
         top = hardest(cls, samples_from_targets(nd, out.cls_target))        # (B, N)
     samples, cls, top = samples.asnumpy(), cls.asnumpy(), top.asnumpy()
-    centre = out.anchors.asnumpy()[0]                                       # (N, 4) cx cy w h
-    corners = np.concatenate([centre[:, :2] - centre[:, 2:] / 2,
-                              centre[:, :2] + centre[:, 2:] / 2], axis=1)   # (N, 4)
+    corners = anchor_corners(out.anchors)                                   # (N, 4)
     stats['anchors'].update(samples, np.broadcast_to(corners, samples.shape + (4,)),
                             out.gt_boxes.asnumpy())
     mined = samples < 0
     if mined.any():
         stats['mining'].update(cls[mined].mean(), cls[out.cls_target.asnumpy() == 0].mean(),
                                (mined & (top < 0)).sum(), mined.sum())
+
+
+def anchor_corners(anchors):
+    """SSD's anchors (1, N, 4) NDArray (cx, cy, w, h) as NumPy corners (N, 4)."""
+    centre = anchors.asnumpy()[0]
+    return np.concatenate([centre[:, :2] - centre[:, 2:] / 2,
+                           centre[:, :2] + centre[:, 2:] / 2], axis=1)
+
+
+def mined_samples(miner, cls_pred, box_pred, cls_target, box_target, anchors):
+    """What a :func:`build_miner` trains on for one device's batch: (B, N), +1 positive,
+    -1 selected negative, 0 otherwise (OHEM's from its loss, the others' ``select``)."""
+    with autograd.pause():
+        results = miner.loss([cls_pred], [box_pred], [cls_target], [box_target], [anchors])
+        if len(results) > 3:
+            return results[3][0]
+        return miner.select(class_losses(nd, cls_pred, cls_target), cls_target, box_pred,
+                            anchors)
 
 
 class MinerStats(common.MiningStats):

@@ -23,7 +23,7 @@ def test_counts_of_every_panel(voc_root, tmp_path):
     images = report['images']
     assert sorted(images) == [0, 1, 2]
     for panels in images.values():
-        assert list(panels) == list(show_samples.PANELS)
+        assert list(panels) == list(show_samples.PANELS['train_faster_rcnn'])
         assert panels['gluonmine RPN']['positives'] + panels['gluonmine RPN']['negatives'] == 256
         assert panels['GluonCV RPN']['positives'] + panels['GluonCV RPN']['negatives'] <= 256
         # gluonmine forces a positive anchor for every object; RoIs include the ground truths
@@ -51,3 +51,16 @@ def test_a_trained_run_and_bad_arguments(voc_root, tmp_path):
         show_samples.main(['--run', str(tmp_path / 'missing')])
     with pytest.raises(SystemExit, match='the training set has images 0 to 299'):
         show_samples.main(['--dataset-root', voc_root, '--images', '300'])
+
+
+def test_ssd_miners_panels(voc_root, tmp_path):
+    report = show_samples.main(['--recipe', 'ssd', '--dataset-root', voc_root, '--images', '0',
+                                '1', '--output', str(tmp_path / 'ssd')])
+    assert report['recipe'] == 'train_ssd' and os.path.getsize(str(tmp_path / 'ssd.png')) > 0
+    for panels in report['images'].values():
+        assert list(panels) == ['gluoncv', 'gluonmine-hard-negative', 'ohem', 'random']
+        positives = {p['positives'] for p in panels.values()}
+        assert len(positives) == 1 and positives.pop() > 0       # the targets, not the miner
+        for name, numbers in panels.items():                     # 3 negatives a positive
+            assert numbers['negatives'] == 3 * numbers['positives'], name
+            assert numbers['objects_without_positive'] == 0
