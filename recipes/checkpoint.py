@@ -63,17 +63,24 @@ def restore(state, net, trainer, ctx):
     ``trainer`` may be None (states not restored). Returns whether states were restored.
     """
     with tempfile.TemporaryDirectory() as tmp:
-        params = os.path.join(tmp, 'params')
-        _write_then_rename(params, lambda f: f.write(state['params']))
-        # extra: children a net makes on first use in training (GluonCV's FasterRCNN's
-        # target generator, constants only), saved with it but not there yet
-        net.load_parameters(params, ctx=ctx, ignore_extra=True)
+        params, states = os.path.join(tmp, 'params'), os.path.join(tmp, 'states')
+        _write(params, state['params'])
+        load_parameters(net, params, ctx)
         if trainer is None or state['states'] is None:
             return False
-        states = os.path.join(tmp, 'states')
-        _write_then_rename(states, lambda f: f.write(state['states']))
+        _write(states, state['states'])
         trainer.load_states(states)
         return True
+
+
+def load_parameters(net, path, ctx):
+    """Load a recipe's saved parameters (``net.save_parameters``) into a freshly built net.
+
+    Extra parameters are ignored: children a net makes on first use in
+    training (GluonCV's FasterRCNN's target generator, constants only) are
+    saved with it but not there yet.
+    """
+    net.load_parameters(path, ctx=ctx, ignore_extra=True)
 
 
 def _folder(path):
@@ -85,6 +92,11 @@ def _folder(path):
 def _read(path):
     with open(path, 'rb') as f:
         return f.read()
+
+
+def _write(path, data):
+    with open(path, 'wb') as f:
+        f.write(data)
 
 
 def _write_then_rename(path, write):

@@ -519,11 +519,11 @@ class Run(object):
         """
         saved, args = self.saved, self.args
         restored = checkpoint.restore(saved, net, None if self.dist.kv else trainer, self.ctx)
-        iterations = sum(e['iterations'] for e in saved['report']['metrics']['epochs'])
+        self.report.restore(saved['report'], new_stats, args)
+        iterations = self.report.iterations
         if not restored:
             optimizer = trainer.optimizer
             optimizer.begin_num_update = optimizer.num_update = iterations
-        self.report.restore(saved['report'], new_stats, args)
         np.random.set_state(saved['numpy'])
         random.setstate(saved['python'])
         mx.random.seed(int(np.random.SeedSequence([args.seed, saved['epoch'] + 1])

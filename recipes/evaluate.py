@@ -15,6 +15,7 @@ validation images are evaluated; ``--dataset``, ``--dataset-root`` and
 import argparse
 import time
 
+import checkpoint
 import common
 import train_faster_rcnn
 import train_ssd
@@ -68,8 +69,7 @@ def main(argv=None):
     common.check_run_classes(run, classes, flags.dataset)
     ctx = common.contexts(args.gpus)
     net, loader = RECIPES[run['recipe']].build_evaluation(flags, classes, ctx, val_set)
-    # extra: children a net makes in training (GluonCV's FasterRCNN's target generator)
-    net.load_parameters(args.prefix + '.params', ctx=ctx, ignore_extra=True)
+    checkpoint.load_parameters(net, args.prefix + '.params', ctx)
     tic = time.time()
     metric = common.detection_metric(net, loader, ctx, classes)
     result = {'run': args.prefix, 'recipe': run['recipe'], 'network': flags.network,

@@ -35,6 +35,7 @@ from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultValTransform
 from gluoncv.model_zoo.rcnn.rpn.rpn_target import RPNTargetGenerator as GluonCVRPNTargets
 from mxnet import autograd
 
+import checkpoint
 import common
 import train_faster_rcnn
 import train_ssd
@@ -97,7 +98,7 @@ def build(args):
         transform = FasterRCNNDefaultValTransform(train_faster_rcnn.test_short(net),
                                                   net.max_size)
     if run:
-        net.load_parameters(args.run + '.params', ctx=mx.cpu(), ignore_extra=True)
+        checkpoint.load_parameters(net, args.run + '.params', mx.cpu())
     return recipe, flags, net, transform, train_set
 
 

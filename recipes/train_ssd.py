@@ -395,11 +395,11 @@ def anchor_corners(anchors):
 
 def mined_samples(miner, cls_pred, box_pred, cls_target, box_target, anchors):
     """What a :func:`build_miner` trains on for one device's batch: (B, N), +1 positive,
-    -1 selected negative, 0 otherwise (OHEM's from its loss, the others' ``select``)."""
+    -1 selected negative, 0 otherwise (its ``select``; OHEM, which has none, from its loss)."""
     with autograd.pause():
-        results = miner.loss([cls_pred], [box_pred], [cls_target], [box_target], [anchors])
-        if len(results) > 3:
-            return results[3][0]
+        if miner.select is None:
+            return miner.loss([cls_pred], [box_pred], [cls_target], [box_target],
+                              [anchors])[3][0]
         return miner.select(class_losses(nd, cls_pred, cls_target), cls_target, box_pred,
                             anchors)
 
