@@ -16,10 +16,15 @@ INSTALL_REQUIRES = [
     'tqdm>=4.60',
 ]
 
+# `--dataset coco` in the recipes reads COCO through pycocotools (its wheel accepts NumPy 1.23).
+COCO_REQUIRES = [
+    'pycocotools==2.0.11',
+]
+
 TEST_REQUIRES = [
     'pytest>=7.0',
     'hypothesis>=6.80',
-]
+] + COCO_REQUIRES
 
 setup(
     name='gluonmine',
@@ -30,6 +35,6 @@ setup(
     packages=find_packages(include=['gluonmine', 'gluonmine.*']),
     python_requires='>=3.8',
     install_requires=INSTALL_REQUIRES,
-    extras_require={'test': TEST_REQUIRES},
+    extras_require={'coco': COCO_REQUIRES, 'test': TEST_REQUIRES},
     license='Apache-2.0',
 )

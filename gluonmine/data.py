@@ -4,7 +4,9 @@ Nothing can be downloaded here, so the recipes train on data written to disk by
 :func:`make_synthetic_voc`: JPEG images, VOC XML annotations and
 ``ImageSets/Main/{train,val}.txt`` under ``<root>/VOC<year>``, laid out exactly
 as a real VOCdevkit, read by :class:`SyntheticVOCDetection`, a subclass of
-GluonCV's own ``VOCDetection`` with its own ``CLASSES``.
+GluonCV's own ``VOCDetection`` with its own ``CLASSES``. Its parent,
+:class:`VOCFormatDetection`, reads any VOC-format dataset (a real VOCdevkit)
+the same way.
 
 Each image is a cluttered background (a colour gradient, noise, muted lines,
 blobs and texture patches) with up to five objects of three classes, each a
@@ -315,13 +317,45 @@ def _write(directory, manifest):
         json.dump(manifest, f, indent=1)
 
 
-class SyntheticVOCDetection(VOCDetection):
-    """GluonCV's ``VOCDetection`` reading :func:`make_synthetic_voc`'s dataset.
+class VOCFormatDetection(VOCDetection):
+    """GluonCV's ``VOCDetection`` for any VOC-format dataset, images without objects included.
 
-    Exactly GluonCV's reader (XML parsing, label cache, transforms), with this
-    dataset's ``CLASSES`` and one fix: an image whose annotation has no object
-    gives a ``(0, 6)`` label array where GluonCV's gives a ``(0,)`` one, so
-    label slicing such as ``label[:, :4]`` works on every image.
+    Exactly GluonCV's reader (XML parsing, label cache, transforms, the 20 VOC
+    ``CLASSES``; subclass it with other ``CLASSES`` for a dataset of your own)
+    with one fix: an image whose annotation has no object gives a ``(0, 6)``
+    label array where GluonCV's gives a ``(0,)`` one, so label slicing such as
+    ``label[:, :4]`` (GluonCV's own transforms do it) works on every image.
+
+    Parameters
+    ----------
+    root : str, default '~/.mxnet/datasets/voc'
+        The VOCdevkit: the directory holding ``VOC<year>``.
+    splits : tuple of (int, str), default ((2007, 'trainval'), (2012, 'trainval'))
+        ``(year, name)`` pairs: ``ImageSets/Main/<name>.txt`` of ``VOC<year>``.
+    transform : callable, default None
+        ``transform(image, label)``, as for GluonCV's datasets.
+    index_map : dict, default None
+        Class name to index; ``None`` numbers ``CLASSES`` in order.
+    preload_label : bool, default True
+        Parse every annotation once at construction.
+    """
+
+    def __init__(self, root=os.path.join('~', '.mxnet', 'datasets', 'voc'),
+                 splits=((2007, 'trainval'), (2012, 'trainval')), transform=None,
+                 index_map=None, preload_label=True):
+        super(VOCFormatDetection, self).__init__(root, splits, transform, index_map,
+                                                 preload_label)
+
+    def _load_label(self, idx):
+        """GluonCV's parser; labels (K, 6), K = 0 for an image without objects."""
+        label = super(VOCFormatDetection, self)._load_label(idx)
+        return label.reshape((-1, 6))
+
+
+class SyntheticVOCDetection(VOCFormatDetection):
+    """:class:`VOCFormatDetection` reading :func:`make_synthetic_voc`'s dataset.
+
+    GluonCV's reader with this dataset's ``CLASSES`` and the empty-image fix.
 
     Parameters
     ----------
@@ -343,11 +377,6 @@ class SyntheticVOCDetection(VOCDetection):
                  transform=None, index_map=None, preload_label=True):
         super(SyntheticVOCDetection, self).__init__(root, splits, transform, index_map,
                                                     preload_label)
-
-    def _load_label(self, idx):
-        """GluonCV's parser; labels (K, 6), K = 0 for an image without objects."""
-        label = super(SyntheticVOCDetection, self)._load_label(idx)
-        return label.reshape((-1, 6))
 
 
 def padding_label(label):

@@ -18,7 +18,7 @@ here:
   :func:`precision_curves`;
 - reports: :class:`LossLog`, :class:`SelectionStats`, :class:`MiningStats`,
   :func:`setup_logger`, :func:`progress`, :func:`write_metrics`,
-  :func:`plot_metrics`, :func:`output_paths`; and reading them back:
+  :func:`output_paths` (the figures are ``plots.py``'s); and reading them back:
   :func:`read_run`, :func:`check_run_classes`.
 
 Samples follow gluonmine's convention: +1 positive, -1 negative, 0 ignore.
@@ -40,10 +40,12 @@ from gluoncv.nn.bbox import BBoxClipToImage
 from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
 from mxnet import autograd, gluon
 
-from gluonmine.data import NonEmptyLabels, SyntheticVOCDetection, make_synthetic_voc
+from gluonmine.data import (NonEmptyLabels, SyntheticVOCDetection, VOCFormatDetection,
+                            make_synthetic_voc)
 from gluonmine.rcnn_ohem import NEGATIVE_IOU_EDGES
 
 import checkpoint
+import plots
 
 SYNTHETIC_ROOT = os.path.join('data', 'synthetic_voc')
 DATASETS = ('synthetic', 'voc', 'coco')
@@ -229,7 +231,6 @@ def build_datasets(args, train=True):
 
 
 def _voc(root, train):
-    from gluoncv.data import VOCDetection
     splits = ((2007, 'trainval'), (2012, 'trainval'), (2007, 'test'))[0 if train else 2:]
     needed = [os.path.join(root, 'VOC{}'.format(year), 'ImageSets', 'Main', name + '.txt')
               for year, name in splits]
@@ -237,15 +238,16 @@ def _voc(root, train):
     if missing:
         raise SystemExit('--dataset voc reads a VOCdevkit at --dataset-root; missing: {}'
                          .format(', '.join(missing)))
-    return (VOCDetection(root, splits=((2007, 'trainval'), (2012, 'trainval'))) if train
-            else None, VOCDetection(root, splits=((2007, 'test'),)))
+    return (VOCFormatDetection(root, splits=((2007, 'trainval'), (2012, 'trainval'))) if train
+            else None, VOCFormatDetection(root, splits=((2007, 'test'),)))
 
 
 def _coco(root, train):
     try:
         import pycocotools  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
     except ImportError:
-        raise SystemExit('--dataset coco needs pycocotools: pip install pycocotools')
+        raise SystemExit('--dataset coco needs pycocotools: pip install -e ".[coco]" '
+                         '(or pip install pycocotools)')
     from gluoncv.data import COCODetection
     return (COCODetection(root, splits='instances_train2017', use_crowd=False) if train
             else None, COCODetection(root, splits='instances_val2017', skip_empty=False))
@@ -504,7 +506,7 @@ class Run(object):
     def plot_so_far(self):
         """PREFIX.png of the epochs so far, with :meth:`RunReport.summary` as its ``final``."""
         so_far = self.report.summary(self.paths, time.time() - self.start)
-        plot_metrics(self.paths['png'], dict(self.report.metrics, final=so_far))
+        plots.plot_metrics(self.paths['png'], dict(self.report.metrics, final=so_far))
         self._plotted = time.time()
 
     def resume(self, net, trainer, new_stats):
@@ -860,14 +862,15 @@ class RunReport(object):
         self.metrics['final'] = self.summary(paths, wall_seconds)
         final_map = self.metrics['final']['map']
         write_metrics(paths['json'], self.metrics)
-        plot_metrics(paths['png'], self.metrics)
+        plots.plot_metrics(paths['png'], self.metrics)
+        mean_ap = None if final_map is None else final_map['mAP']
         logger.info('done in %.0f s: mAP %s; wrote %s', wall_seconds,
-                    'n/a' if final_map is None else '{:.4f}'.format(_number(final_map['mAP'])),
+                    'n/a' if mean_ap is None else '{:.4f}'.format(mean_ap),
                     ', '.join(paths[k] for k in ('params', 'json', 'png', 'log')))
 
 
 def _fmt(values):
-    return ' '.join('{}={:.4f}'.format(k, _number(v)) for k, v in values.items())
+    return ' '.join('{}={:.4f}'.format(k, plots.number(v)) for k, v in values.items())
 
 
 def _fmt_sampler(sampler):
@@ -948,109 +951,3 @@ def progress(total, description):
 def write_metrics(path, metrics):
     with open(path, 'w') as f:
         json.dump(metrics, f, indent=1)
-
-
-def plot_metrics(path, metrics):
-    """Loss curves, mAP per epoch and per class, and sampler statistics in one PNG.
-
-    ``metrics`` as :class:`RunReport` makes them; during a run, its ``final``
-    is :meth:`RunReport.summary` so far.
-    """
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    figure, axes = plt.subplots(2, 3, figsize=(16, 9))
-    _plot_losses(axes[0, 0], metrics['loss_curve'])
-    _plot_map(axes[0, 1], metrics['epochs'])
-    plot_class_ap(axes[0, 2], metrics['final']['map'], 'AP per class, last evaluation')
-    _plot_counts(axes[1, 0], metrics['epochs'])
-    _plot_histogram(axes[1, 1], metrics['final']['sampler'])
-    _plot_mining(axes[1, 2], metrics['epochs'])
-    figure.suptitle('{} ({})'.format(metrics['recipe'], _title(metrics['args'])))
-    figure.tight_layout()
-    figure.savefig(path, dpi=80)
-    plt.close(figure)
-
-
-def _title(args):
-    keys = ('network', 'rpn_sampler', 'rcnn_sampler', 'miner', 'dataset', 'epochs', 'seed')
-    return ', '.join('{}={}'.format(k, args[k]) for k in keys if k in args)
-
-
-def _number(value):
-    return float('nan') if value is None else value
-
-
-def _smooth(values, window=20):
-    values = np.asarray(values, dtype=float)
-    if len(values) < window:
-        return values
-    return np.convolve(values, np.ones(window) / window, mode='valid')
-
-
-def _plot_losses(ax, curve):
-    for name, values in curve.items():
-        ax.plot(_smooth(values), label=name)
-    ax.set(title='training losses (20-iteration mean)', xlabel='iteration', yscale='log')
-    ax.legend(fontsize=8)
-
-
-def _plot_map(ax, epochs):
-    done = [e for e in epochs if e.get('map')]
-    for name in (done[0]['map'] if done else []):
-        ax.plot([e['epoch'] for e in done], [_number(e['map'][name]) for e in done], marker='.',
-                label=name, linewidth=2.5 if name == 'mAP' else 1)
-    ax.set(title='VOC07 AP@0.5 on the validation set', xlabel='epoch', ylim=(0, 1))
-    if done:
-        ax.legend(fontsize=8)
-
-
-def plot_class_ap(ax, aps, title):
-    """A bar per class and 'mAP' of ``aps`` (name -> AP or None) on matplotlib axes ``ax``."""
-    names = list(aps or {})
-    ax.bar(names, [_number(aps[n]) for n in names], color='tab:blue')
-    ax.set(title=title, ylim=(0, 1))
-
-
-def _plot_counts(ax, epochs):
-    xs = [e['epoch'] for e in epochs]
-    for stage in (epochs[0]['sampler'] if epochs else {}):
-        if not isinstance(epochs[0]['sampler'][stage], dict) or \
-                'positives_per_image' not in epochs[0]['sampler'][stage]:
-            continue
-        for kind, style in (('positives_per_image', '-'), ('negatives_per_image', '--')):
-            ax.plot(xs, [e['sampler'][stage][kind] for e in epochs], style, marker='.',
-                    label='{} {}'.format(stage, kind.split('_')[0]))
-        ax.plot(xs, [100 * e['sampler'][stage]['fill_rate'] for e in epochs], ':', marker='.',
-                label='{} fill rate (%)'.format(stage))
-    ax.set(title='samples per image', xlabel='epoch', yscale='log')
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-
-
-def _plot_histogram(ax, sampler):
-    for stage, stats in sampler.items():
-        if isinstance(stats, dict) and 'negative_iou_histogram' in stats:
-            hist = stats['negative_iou_histogram']
-            edges = np.asarray(hist['edges'])
-            ax.bar(edges[:-1], hist['counts'], width=np.diff(edges), align='edge',
-                   alpha=0.6, label=stage, edgecolor='k')
-    ax.set(title='best IoU of the selected negatives', xlabel='IoU', xlim=(0, 0.6),
-           yscale='log')
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-
-
-def _plot_mining(ax, epochs):
-    mined = [e for e in epochs if e['sampler'].get('mining')]
-    if not mined:
-        ax.text(0.5, 0.5, 'no hard example mining in this run', ha='center', va='center')
-        ax.set_axis_off()
-        return
-    xs = [e['epoch'] for e in mined]
-    ax.plot(xs, [e['sampler']['mining']['mined_loss_mean'] for e in mined], marker='.',
-            label='mined candidates')
-    ax.plot(xs, [e['sampler']['mining']['all_loss_mean'] for e in mined], marker='.',
-            label='all candidates')
-    ax.set(title='mean loss: mined against all', xlabel='epoch')
-    ax.legend(fontsize=8)

@@ -17,6 +17,7 @@ import time
 
 import checkpoint
 import common
+import plots
 import train_faster_rcnn
 import train_ssd
 
@@ -79,7 +80,7 @@ def main(argv=None):
               'recall_levels': common.RECALL_LEVELS.tolist(),
               'precision': common.precision_curves(metric, classes)}
     common.write_metrics(output + '.json', result)
-    plot(output + '.png', result)
+    plots.plot_evaluation(output + '.png', result)
     logger.info('%s on %d %s images: VOC07 AP %s; wrote %s.{json,png,log}', args.prefix,
                 len(val_set), flags.dataset, _fmt(result['map']), output)
     return result
@@ -88,27 +89,6 @@ def main(argv=None):
 def _fmt(aps):
     return ' '.join('{}={}'.format(k, 'n/a' if v is None else '{:.4f}'.format(v))
                     for k, v in aps.items())
-
-
-def plot(path, result):
-    """Precision-recall curves per class, and AP per class, in one PNG."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    figure, (curves, bars) = plt.subplots(1, 2, figsize=(13, 5))
-    for name, precision in result['precision'].items():
-        if precision is not None:
-            curves.plot(result['recall_levels'], precision,
-                        label='{} (AP {:.3f})'.format(name, result['map'][name]))
-    curves.set(title='interpolated precision', xlabel='recall', ylabel='precision',
-               xlim=(0, 1), ylim=(0, 1.02))
-    curves.legend(loc='lower left')
-    common.plot_class_ap(bars, result['map'], 'VOC07 AP at IoU 0.5')
-    figure.suptitle('{} on {} ({} images)'.format(result['run'], result['dataset'],
-                                                  result['images']))
-    figure.tight_layout()
-    figure.savefig(path, dpi=80)
-    plt.close(figure)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,231 @@
+"""The recipes' figures: a training run's report, and an evaluation's curves and bars.
+
+- :func:`plot_metrics`: a run's PNG (losses, mAP per epoch and per class,
+  sampler statistics), redrawn during the run and at its end;
+- :func:`plot_precision` and :func:`plot_class_ap`: ``evaluate.py``'s
+  precision curves and AP bars.
+
+Datasets differ in how many classes they hold: 3 (the synthetic one), 20
+(VOC), 80 (COCO). Up to :data:`FEW_CLASSES` classes every class gets its own
+labelled line; beyond it each class is a thin unlabelled grey line under the
+mean, and the bar chart shows the :data:`MAX_BARS` classes at both ends of the
+AP ranking (every class's AP stays in the JSON next to the PNG).
+"""
+import numpy as np
+
+#: Up to this many classes, a line (with a legend entry) for each.
+FEW_CLASSES = 10
+#: A per-class AP chart shows at most this many classes: the lowest and highest half.
+MAX_BARS = 24
+
+
+def _figure(rows, columns, size):
+    import matplotlib           # pylint: disable=import-outside-toplevel
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    return plt.subplots(rows, columns, figsize=size)
+
+
+def _save(figure, path, title):
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+def number(value):
+    """An AP or any reported value as a float: NaN for None (nothing to measure)."""
+    return float('nan') if value is None else value
+
+
+def _classes(aps):
+    """The class names of ``aps`` (name -> AP or None, 'mAP' included), without 'mAP'."""
+    return [name for name in aps if name != 'mAP']
+
+
+# ----------------------------------------------------------------------------- per class
+
+def class_ap_bars(aps, limit=MAX_BARS):
+    """Which classes a per-class AP chart shows, in groups, and what it leaves out.
+
+    aps: name -> AP, or None for a class without ground truth; 'mAP' may be
+    among them. Classes (and 'mAP') without an AP are left out. When at most
+    ``limit`` classes remain they form one group in the dataset's order;
+    otherwise two: the ``limit // 2`` lowest and the ``limit - limit // 2``
+    highest, lowest first (equal APs in the dataset's order). ``['mAP']`` is
+    the last group. Returns ``(groups, note)``: ``groups`` a list of lists of
+    names, ``note`` '' or what was left out.
+    """
+    scored = [name for name in _classes(aps) if aps[name] is not None]
+    skipped = len(_classes(aps)) - len(scored)
+    notes = ['{} without ground truth left out'.format(skipped)] if skipped else []
+    groups = [scored] if scored else []
+    if len(scored) > limit:
+        ranked = sorted(scored, key=lambda name: aps[name])     # stable: dataset order on ties
+        low = limit // 2
+        notes.insert(0, 'lowest {} and highest {} of {}'.format(low, limit - low, len(scored)))
+        groups = [ranked[:low], ranked[len(ranked) - (limit - low):]]
+    if aps.get('mAP') is not None:
+        groups.append(['mAP'])
+    return groups, '; '.join(notes)
+
+
+def plot_class_ap(ax, aps, title):
+    """Horizontal AP bars (:func:`class_ap_bars`, a blank row between groups), 'mAP' in
+    its own colour, on axes ``ax``. aps: name -> AP or None, as
+    ``common.average_precisions`` gives.
+    """
+    groups, note = class_ap_bars(aps or {})
+    names, rows, row = [], [], 0
+    for group in groups:
+        names += group
+        rows += list(range(row, row + len(group)))
+        row += len(group) + 1
+    positions = -np.asarray(rows, dtype=float)                  # first name on top
+    colours = ['tab:orange' if name == 'mAP' else 'tab:blue' for name in names]
+    ax.barh(positions, [aps[name] for name in names], color=colours)
+    ax.set_yticks(positions)
+    ax.set_yticklabels(names, fontsize=8 if len(names) > 12 else 10)
+    ax.set(title=title + ('\n({})'.format(note) if note else ''), xlim=(0, 1), xlabel='AP')
+
+
+def _per_class_lines(ax, xs, series, mean_name, mean_label, marker='.'):
+    """One line per class (name -> ys) with ``series[mean_name]`` drawn bold.
+
+    Up to :data:`FEW_CLASSES` classes each line has its own label; beyond,
+    classes are thin grey lines sharing one legend entry.
+    """
+    classes = [name for name in series if name != mean_name]
+    few = len(classes) <= FEW_CLASSES
+    for i, name in enumerate(classes):
+        if few:
+            ax.plot(xs, series[name], marker=marker, linewidth=1, label=name)
+        else:
+            ax.plot(xs, series[name], color='0.6', linewidth=0.6, alpha=0.6,
+                    label='each class' if i == 0 else None)
+    if mean_name in series:
+        ax.plot(xs, series[mean_name], marker=marker, linewidth=2.5, color=None if few else 'k',
+                label=mean_label)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+
+
+def plot_precision(ax, recall_levels, curves, aps):
+    """Interpolated precision against recall for each class, on axes ``ax``.
+
+    curves: class name -> precisions at ``recall_levels``, or None (no
+    ground truth: not drawn); aps: name -> AP, 'mAP' included. With many
+    classes the bold line is the mean of the drawn curves.
+    """
+    drawn = {name: curve for name, curve in curves.items() if curve is not None}
+    few = len(drawn) <= FEW_CLASSES
+    series = {'{} (AP {:.3f})'.format(name, aps[name]) if few else name: curve
+              for name, curve in drawn.items()}
+    if not few:
+        series['mean'] = np.mean(list(drawn.values()), axis=0)
+    label = 'mean of the classes (mAP {:.3f})'.format(number(aps.get('mAP')))
+    _per_class_lines(ax, recall_levels, series, 'mean', label, marker=None)
+    ax.set(title='interpolated precision', xlabel='recall', ylabel='precision',
+           xlim=(0, 1), ylim=(0, 1.02))
+
+
+# ----------------------------------------------------------------------------- a run
+
+def plot_metrics(path, metrics):
+    """Loss curves, mAP per epoch and per class, and sampler statistics in one PNG.
+
+    ``metrics`` as ``common.RunReport`` makes them; during a run, its ``final``
+    is ``RunReport.summary`` so far.
+    """
+    figure, axes = _figure(2, 3, (16, 9))
+    _plot_losses(axes[0, 0], metrics['loss_curve'])
+    _plot_map(axes[0, 1], metrics['epochs'])
+    plot_class_ap(axes[0, 2], metrics['final']['map'], 'AP per class, last evaluation')
+    _plot_counts(axes[1, 0], metrics['epochs'])
+    _plot_histogram(axes[1, 1], metrics['final']['sampler'])
+    _plot_mining(axes[1, 2], metrics['epochs'])
+    _save(figure, path, '{} ({})'.format(metrics['recipe'], _title(metrics['args'])))
+
+
+def _title(args):
+    keys = ('network', 'rpn_sampler', 'rcnn_sampler', 'miner', 'dataset', 'epochs', 'seed')
+    return ', '.join('{}={}'.format(k, args[k]) for k in keys if k in args)
+
+
+def _smooth(values, window=20):
+    values = np.asarray(values, dtype=float)
+    if len(values) < window:
+        return values
+    return np.convolve(values, np.ones(window) / window, mode='valid')
+
+
+def _plot_losses(ax, curve):
+    for name, values in curve.items():
+        ax.plot(_smooth(values), label=name)
+    ax.set(title='training losses (20-iteration mean)', xlabel='iteration', yscale='log')
+    ax.legend(fontsize=8)
+
+
+def _plot_map(ax, epochs):
+    done = [e for e in epochs if e.get('map')]
+    names = list(done[0]['map']) if done else []
+    series = {name: [number(e['map'][name]) for e in done] for name in names}
+    _per_class_lines(ax, [e['epoch'] for e in done], series, 'mAP', 'mAP')
+    ax.set(title='VOC07 AP@0.5 on the validation set', xlabel='epoch', ylim=(0, 1))
+
+
+def _plot_counts(ax, epochs):
+    xs = [e['epoch'] for e in epochs]
+    for stage in (epochs[0]['sampler'] if epochs else {}):
+        if not isinstance(epochs[0]['sampler'][stage], dict) or \
+                'positives_per_image' not in epochs[0]['sampler'][stage]:
+            continue
+        for kind, style in (('positives_per_image', '-'), ('negatives_per_image', '--')):
+            ax.plot(xs, [e['sampler'][stage][kind] for e in epochs], style, marker='.',
+                    label='{} {}'.format(stage, kind.split('_')[0]))
+        ax.plot(xs, [100 * e['sampler'][stage]['fill_rate'] for e in epochs], ':', marker='.',
+                label='{} fill rate (%)'.format(stage))
+    ax.set(title='samples per image', xlabel='epoch', yscale='log')
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+
+
+def _plot_histogram(ax, sampler):
+    for stage, stats in sampler.items():
+        if isinstance(stats, dict) and 'negative_iou_histogram' in stats:
+            hist = stats['negative_iou_histogram']
+            edges = np.asarray(hist['edges'])
+            ax.bar(edges[:-1], hist['counts'], width=np.diff(edges), align='edge',
+                   alpha=0.6, label=stage, edgecolor='k')
+    ax.set(title='best IoU of the selected negatives', xlabel='IoU', xlim=(0, 0.6),
+           yscale='log')
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+
+
+def _plot_mining(ax, epochs):
+    mined = [e for e in epochs if e['sampler'].get('mining')]
+    if not mined:
+        ax.text(0.5, 0.5, 'no hard example mining in this run', ha='center', va='center')
+        ax.set_axis_off()
+        return
+    xs = [e['epoch'] for e in mined]
+    ax.plot(xs, [e['sampler']['mining']['mined_loss_mean'] for e in mined], marker='.',
+            label='mined candidates')
+    ax.plot(xs, [e['sampler']['mining']['all_loss_mean'] for e in mined], marker='.',
+            label='all candidates')
+    ax.set(title='mean loss: mined against all', xlabel='epoch')
+    ax.legend(fontsize=8)
+
+
+# ----------------------------------------------------------------------------- an evaluation
+
+def plot_evaluation(path, result):
+    """``evaluate.py``'s PNG: precision curves and AP per class, side by side."""
+    tall = sum(len(group) for group in class_ap_bars(result['map'])[0]) > 16
+    figure, (curves, bars) = _figure(1, 2, (13, 7 if tall else 5))
+    plot_precision(curves, result['recall_levels'], result['precision'], result['map'])
+    plot_class_ap(bars, result['map'], 'VOC07 AP at IoU 0.5')
+    _save(figure, path, '{} on {} ({} images)'.format(result['run'], result['dataset'],
+                                                      result['images']))

@@ -1,0 +1,97 @@
+"""recipes/plots.py: figures that stay readable for 3, 20 or 80 classes."""
+import copy
+import os
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                'recipes'))
+
+import plots  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def aps_of(values):
+    aps = {'class{}'.format(i): v for i, v in enumerate(values)}
+    known = [v for v in values if v is not None]
+    aps['mAP'] = float(np.mean(known)) if known else None
+    return aps
+
+
+def test_few_classes_are_one_group_in_dataset_order():
+    aps = aps_of([0.5, None, 0.9, 0.1])
+    groups, note = plots.class_ap_bars(aps)
+    assert groups == [['class0', 'class2', 'class3'], ['mAP']]
+    assert note == '1 without ground truth left out'
+
+
+def test_many_classes_show_the_lowest_and_highest():
+    values = list(np.linspace(1, 0, 30)) + [None]               # class0 best, class29 worst
+    groups, note = plots.class_ap_bars(aps_of(values), limit=7)
+    assert groups == [['class29', 'class28', 'class27'],        # lowest first
+                      ['class3', 'class2', 'class1', 'class0'], ['mAP']]
+    assert note == 'lowest 3 and highest 4 of 30; 1 without ground truth left out'
+
+
+def test_limit_splits_lowest_and_highest_and_ties_keep_dataset_order():
+    groups, note = plots.class_ap_bars(aps_of([0.5] * 5 + [0.1, 0.9]), limit=4)
+    assert groups[:2] == [['class5', 'class0'], ['class4', 'class6']]
+    assert note == 'lowest 2 and highest 2 of 7'
+
+
+def test_nothing_evaluated_yet_draws_no_bars():
+    assert plots.class_ap_bars({}) == ([], '')
+    assert plots.class_ap_bars(aps_of([None, None])) == ([], '2 without ground truth left out')
+
+
+def layout_warnings(caught):
+    """matplotlib's warnings that a figure's axes and labels did not fit (tight_layout)."""
+    return [str(w.message) for w in caught if 'layout' in str(w.message).lower()]
+
+
+def run_metrics(num_classes, epochs=3, seed=0):
+    """A run's metrics as RunReport writes them, with ``num_classes`` classes."""
+    rng = np.random.RandomState(seed)
+    names = ['class{}'.format(i) for i in range(num_classes)]
+    stage = {'images': 4, 'positives_per_image': 5., 'negatives_per_image': 251.,
+             'fill_rate': 1.}
+    records = []
+    for epoch in range(1, epochs + 1):
+        aps = aps_of(list(rng.rand(num_classes)))
+        aps = dict(zip(names + ['mAP'], aps.values()))
+        records.append({'epoch': epoch, 'map': aps, 'sampler': {'rpn': dict(stage)}})
+    return {'recipe': 'train_faster_rcnn', 'args': {'network': 'tiny', 'dataset': 'coco'},
+            'loss_curve': {'total': list(rng.rand(50))}, 'epochs': records,
+            'final': {'map': records[-1]['map'], 'sampler': {'rpn': dict(stage)}}}
+
+
+@pytest.mark.parametrize('num_classes', [3, 20, 80])
+def test_run_figure_lays_out_for_any_number_of_classes(tmp_path, num_classes):
+    path = str(tmp_path / 'run.png')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        plots.plot_metrics(path, run_metrics(num_classes))
+    assert not layout_warnings(caught)
+    with open(path, 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+@pytest.mark.parametrize('num_classes', [3, 20, 80])
+def test_evaluation_figure_lays_out_for_any_number_of_classes(tmp_path, num_classes):
+    rng = np.random.RandomState(num_classes)
+    aps = run_metrics(num_classes)['final']['map']
+    curves = {name: (None if i == 1 else sorted(rng.rand(101), reverse=True))
+              for i, name in enumerate(n for n in aps if n != 'mAP')}
+    aps = copy.copy(aps)
+    aps['class1'] = None
+    result = {'run': 'runs/x', 'dataset': 'coco', 'images': 10, 'map': aps,
+              'recall_levels': list(np.linspace(0, 1, 101)), 'precision': curves}
+    path = str(tmp_path / 'eval.png')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        plots.plot_evaluation(path, result)
+    assert not layout_warnings(caught)
+    with open(path, 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'

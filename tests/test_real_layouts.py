@@ -1,0 +1,172 @@
+"""The recipes on a real VOCdevkit and a real COCO layout (``--dataset voc`` / ``coco``).
+
+Nothing can be downloaded, so both layouts are written here from a few
+synthetic images, with the synthetic classes renamed to real ones: a
+VOCdevkit (VOC2007 trainval and test, VOC2012 trainval; XML annotations) read
+by GluonCV's ``VOCDetection``, and a COCO root (``train2017/``, ``val2017/``,
+``annotations/instances_*.json`` with all 80 categories) read by GluonCV's
+``COCODetection`` through pycocotools. The validation images include one
+without objects, which COCO keeps (as a -1 row) and VOC keeps (no row: GluonCV's
+own reader gives a (0,) label there, which its transforms cannot slice;
+``gluonmine.data.VOCFormatDetection`` gives (0, 6)).
+"""
+import json
+import os
+import shutil
+import sys
+from argparse import Namespace
+from xml.etree import ElementTree
+
+import numpy as np
+import pytest
+from gluoncv.data import COCODetection, VOCDetection
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                'recipes'))
+
+import common  # noqa: E402  pylint: disable=wrong-import-position
+import evaluate  # noqa: E402  pylint: disable=wrong-import-position
+import show_samples  # noqa: E402  pylint: disable=wrong-import-position
+import train_faster_rcnn  # noqa: E402  pylint: disable=wrong-import-position
+import train_ssd  # noqa: E402  pylint: disable=wrong-import-position
+
+RENAME = {'disc': 'person', 'square': 'car', 'triangle': 'dog'}
+IMAGES = 6                                      # a split of each layout
+
+
+def _split(voc_root, name):
+    """(folder, ids) of a synthetic split."""
+    folder = os.path.join(voc_root, 'VOC2007')
+    with open(os.path.join(folder, 'ImageSets', 'Main', name + '.txt')) as f:
+        return folder, f.read().split()
+
+
+def _annotation(folder, image_id):
+    return ElementTree.parse(os.path.join(folder, 'Annotations', image_id + '.xml'))
+
+
+def _splits(voc_root):
+    """Training ids (2 x IMAGES) and validation ids (IMAGES, the last without objects)."""
+    folder, train = _split(voc_root, 'train')
+    _, val = _split(voc_root, 'val')
+    empty = next(i for i in val if not _annotation(folder, i).getroot().findall('object'))
+    val = [i for i in val if i != empty][:IMAGES - 1] + [empty]
+    return folder, train[:2 * IMAGES], val
+
+
+@pytest.fixture(scope='module')
+def vocdevkit(voc_root, tmp_path_factory):
+    """A VOCdevkit: VOC2007 trainval and test, VOC2012 trainval, VOC class names."""
+    root = str(tmp_path_factory.mktemp('VOCdevkit'))
+    folder, train, val = _splits(voc_root)
+    parts = [(2007, 'trainval', train[:IMAGES]), (2012, 'trainval', train[IMAGES:]),
+             (2007, 'test', val)]
+    for year, name, ids in parts:
+        out = os.path.join(root, 'VOC{}'.format(year))
+        for sub in ('JPEGImages', 'Annotations', os.path.join('ImageSets', 'Main')):
+            os.makedirs(os.path.join(out, sub), exist_ok=True)
+        for image_id in ids:
+            shutil.copy(os.path.join(folder, 'JPEGImages', image_id + '.jpg'),
+                        os.path.join(out, 'JPEGImages'))
+            tree = _annotation(folder, image_id)
+            for obj in tree.getroot().iter('object'):
+                obj.find('name').text = RENAME[obj.find('name').text]
+            tree.write(os.path.join(out, 'Annotations', image_id + '.xml'))
+        with open(os.path.join(out, 'ImageSets', 'Main', name + '.txt'), 'w') as f:
+            f.write(''.join(i + '\n' for i in ids))
+    return root
+
+
+def _coco_split(folder, ids, root, split, category):
+    """Copy the images of ``ids`` to root/split and return their COCO records."""
+    os.makedirs(os.path.join(root, split))
+    images, annotations = [], []
+    for number, image_id in enumerate(ids, 1):
+        shutil.copy(os.path.join(folder, 'JPEGImages', image_id + '.jpg'),
+                    os.path.join(root, split))
+        xml = _annotation(folder, image_id).getroot()
+        images.append({'id': number, 'file_name': image_id + '.jpg',
+                       'width': int(xml.find('size/width').text),
+                       'height': int(xml.find('size/height').text),
+                       'coco_url': 'http://images.cocodataset.org/{}/{}.jpg'.format(
+                           split, image_id)})
+        for obj in xml.iter('object'):
+            x1, y1, x2, y2 = (float(obj.find('bndbox/' + k).text)
+                              for k in ('xmin', 'ymin', 'xmax', 'ymax'))
+            annotations.append({'id': len(annotations) + 1, 'image_id': number,
+                                'category_id': category[RENAME[obj.find('name').text]],
+                                'bbox': [x1, y1, x2 - x1, y2 - y1],
+                                'area': (x2 - x1) * (y2 - y1), 'iscrowd': 0})
+    return images, annotations
+
+
+@pytest.fixture(scope='module')
+def coco(voc_root, tmp_path_factory):
+    """A COCO root: train2017, val2017 and their instances JSON, all 80 categories."""
+    pytest.importorskip('pycocotools')
+    root = str(tmp_path_factory.mktemp('coco'))
+    folder, train, val = _splits(voc_root)
+    category = {name: i for i, name in enumerate(COCODetection.CLASSES, 1)}
+    categories = [{'id': i, 'name': name, 'supercategory': 'object'}
+                  for name, i in category.items()]
+    os.makedirs(os.path.join(root, 'annotations'))
+    for split, ids in (('train2017', train[:IMAGES]), ('val2017', val)):
+        images, annotations = _coco_split(folder, ids, root, split, category)
+        with open(os.path.join(root, 'annotations', 'instances_{}.json'.format(split)), 'w') as f:
+            json.dump({'images': images, 'annotations': annotations,
+                       'categories': categories}, f)
+    return root
+
+
+def _datasets(dataset, root):
+    return common.build_datasets(Namespace(dataset=dataset, dataset_root=root,
+                                           num_train_images=None, num_val_images=None))
+
+
+def test_vocdevkit_reads_07_12_trainval_and_07_test(vocdevkit):
+    train, val, classes = _datasets('voc', vocdevkit)
+    assert classes == list(VOCDetection.CLASSES)
+    assert len(train) == 2 * IMAGES and len(val) == IMAGES
+    labels = np.concatenate([train[i][1] for i in range(len(train))])
+    names = {classes[int(c)] for c in labels[:, 4]}
+    assert names == set(RENAME.values())                       # renamed classes, VOC indices
+    assert val[IMAGES - 1][1].shape == (0, 6)                    # no objects: no rows, 6 columns
+
+
+def test_coco_reads_train2017_and_val2017(coco):
+    train, val, classes = _datasets('coco', coco)
+    assert classes == list(COCODetection.CLASSES)
+    assert len(train) <= IMAGES and len(val) == IMAGES          # training skips empty images
+    assert val[IMAGES - 1][1].tolist() == [[-1, -1, -1, -1, -1]]
+    labels = np.concatenate([train[i][1] for i in range(len(train))])
+    assert {classes[int(c)] for c in labels[:, 4]} == set(RENAME.values())
+
+
+@pytest.mark.parametrize('recipe', ['faster_rcnn', 'ssd'])
+@pytest.mark.parametrize('dataset', ['voc', 'coco'])
+def test_recipe_trains_and_evaluates_on_a_real_layout(request, tmp_path, recipe, dataset):
+    root = request.getfixturevalue({'voc': 'vocdevkit', 'coco': 'coco'}[dataset])
+    module = {'faster_rcnn': train_faster_rcnn, 'ssd': train_ssd}[recipe]
+    prefix = str(tmp_path / recipe)
+    trained = module.main(['--dataset', dataset, '--dataset-root', root, '--batch-size', '2',
+                           '--num-train-images', '4', '--epochs', '1', '--save-prefix', prefix])
+    classes = list({'voc': VOCDetection, 'coco': COCODetection}[dataset].CLASSES)
+    assert trained['classes'] == classes
+    aps = trained['final']['map']
+    assert list(aps) == classes + ['mAP']
+    # AP where the validation images hold ground truth, None for every other class
+    assert {name for name in classes if aps[name] is not None} == set(RENAME.values())
+    assert 0 <= aps['mAP'] <= 1
+    assert all(np.isfinite(v).all() for v in trained['loss_curve'].values())
+    result = evaluate.main([prefix])                            # the run's own dataset flags
+    assert result['map'] == aps and result['images'] == IMAGES
+    drawn = show_samples.main(['--run', prefix, '--images', '0', '--output', prefix + '-s'])
+    assert list(drawn['images']) == [0] and os.path.getsize(prefix + '-s.png') > 0
+
+
+def test_missing_layouts_exit_naming_what_is_missing(tmp_path, monkeypatch):
+    with pytest.raises(SystemExit, match='VOC2012.*trainval.txt'):
+        _datasets('voc', str(tmp_path))
+    monkeypatch.setitem(sys.modules, 'pycocotools', None)       # as if it were not installed
+    with pytest.raises(SystemExit, match='pip install'):
+        _datasets('coco', str(tmp_path))
