@@ -364,11 +364,9 @@ class SyntheticVOCDetection(VOCFormatDetection):
     splits : tuple of (int, str), default ((2007, 'train'),)
         ``(year, name)`` pairs; names are ``'train'`` and ``'val'``.
     transform : callable, default None
-        ``transform(image, label)``, as for GluonCV's datasets.
     index_map : dict, default None
-        Class name to index; ``None`` numbers ``CLASSES`` in order.
     preload_label : bool, default True
-        Parse every annotation once at construction.
+        As for :class:`VOCFormatDetection`.
     """
 
     CLASSES = CLASSES
