@@ -14,8 +14,8 @@ here:
 - the run: :class:`Run` (set-up, then epochs of :func:`train_epoch` over a
   recipe's :data:`Step`, evaluation, a checkpoint after each epoch
   (``checkpoint.py``) and ``--resume`` from it, reports);
-- evaluation: :func:`evaluate` (GluonCV's ``VOC07MApMetric``, per class),
-  :func:`precision_curves`;
+- evaluation: :func:`evaluate` (GluonCV's ``VOC07MApMetric``, per class, and
+  on COCO also COCO's own AP, ``coco_eval.py``), :func:`precision_curves`;
 - reports: :class:`LossLog`, :class:`SelectionStats`, :class:`MiningStats`,
   :func:`setup_logger`, :func:`progress`, :func:`write_metrics`,
   :func:`output_paths` (the figures are ``plots.py``'s); and reading them back:
@@ -45,6 +45,7 @@ from gluonmine.data import (NonEmptyLabels, SyntheticVOCDetection, VOCFormatDete
 from gluonmine.rcnn_ohem import NEGATIVE_IOU_EDGES
 
 import checkpoint
+import coco_eval
 import plots
 
 SYNTHETIC_ROOT = os.path.join('data', 'synthetic_voc')
@@ -434,6 +435,7 @@ class Run(object):
         self.start, self.ctx = time.time(), contexts(args.gpus)
         self._plotted = self.start
         self.train_set, self.val_set, self.classes = build_datasets(args)
+        self.coco = coco_eval.coco_metric(args, len(self.val_set))
         self.report = RunReport(recipe, args, self.classes, self.dist, losses)
 
     def iterations(self, train_data):
@@ -469,7 +471,7 @@ class Run(object):
                 last = (epoch == args.epochs
                         or report.iterations + record['iterations'] >= num_iters)
                 if dist.rank == 0 and (last or epoch % args.val_interval == 0):
-                    record['map'] = evaluate(net, val_data, self.ctx, self.classes)
+                    record.update(evaluate(net, val_data, self.ctx, self.classes, self.coco))
                 report.add_epoch(record, stats, self.logger)
                 self.save(net, trainer, epoch, finished=last)
                 if last:
@@ -564,22 +566,32 @@ def check_resumable(saved_args, args):
 RECALL_LEVELS = np.linspace(0., 1., 101)
 
 
-def evaluate(net, loader, ctx, classes):
-    """VOC07 11-point AP at IoU 0.5 for each class, and their mean (key 'mAP'):
-    :func:`average_precisions` of :func:`detection_metric`."""
-    return average_precisions(detection_metric(net, loader, ctx, classes))
+def evaluate(net, loader, ctx, classes, coco=None):
+    """An epoch's evaluation: ``{'map': ...}``, VOC07 11-point AP at IoU 0.5 for each
+    class and their mean (key 'mAP', :func:`average_precisions`), and with a
+    ``coco_eval.COCOMetric`` given, ``'coco'``: COCO's AP summaries from the same
+    detections."""
+    metric = detection_metric(net, loader, ctx, classes, coco)
+    result = {'map': average_precisions(metric)}
+    if coco is not None:
+        result['coco'] = coco.get()
+    return result
 
 
-def detection_metric(net, loader, ctx, classes):
+def detection_metric(net, loader, ctx, classes, coco=None):
     """GluonCV's ``VOC07MApMetric`` (IoU 0.5) after the net's detections on every image.
 
     ``loader`` yields ``(images, labels, scales)`` lists as :func:`val_loader`
     makes them: ``net(image)`` gives ``(ids, scores, boxes)`` at the image's
     scale, ``scale`` maps them back to the original pixels. The net is
     re-hybridized for one-input prediction and runs in predict mode; a
-    progress bar counts the batches.
+    progress bar counts the batches. A ``coco_eval.COCOMetric`` given as
+    ``coco`` is reset and fed the same detections.
     """
     metric = VOC07MApMetric(iou_thresh=0.5, class_names=classes)
+    metrics = [metric] + ([coco] if coco is not None else [])
+    if coco is not None:
+        coco.reset()
     clipper = BBoxClipToImage()
     net.hybridize()
     bar = progress(len(loader), 'evaluate')
@@ -591,8 +603,9 @@ def detection_metric(net, loader, ctx, classes):
                                      for part in batch]):
                 ids, scores, boxes = net(x)
                 scale = float(scale.asscalar())
-                metric.update(clipper(boxes, x) * scale, ids, scores, y[:, :, :4] * scale,
-                              y[:, :, 4:5], y[:, :, 5:6] if y.shape[-1] > 5 else None)
+                for each in metrics:
+                    each.update(clipper(boxes, x) * scale, ids, scores, y[:, :, :4] * scale,
+                                y[:, :, 4:5], y[:, :, 5:6] if y.shape[-1] > 5 else None)
             bar.update()
     bar.close()
     return metric
@@ -785,10 +798,11 @@ class RunReport(object):
     ``args``, ``classes``, ``rank``, ``num_workers``, ``loss_curve`` (loss
     name -> one value per iteration), ``epochs`` (one record per epoch:
     ``epoch``, ``iterations``, ``seconds``, ``seconds_per_iteration``,
-    ``losses``, ``map`` or None, ``sampler``) and ``final`` (``map``: AP per
-    class and 'mAP' of the last evaluation, ``mean_ap``, ``iterations``,
-    ``seconds_per_iteration``, ``wall_seconds``, ``sampler`` over the whole run,
-    ``params``).
+    ``losses``, ``map`` or None, ``sampler``; with ``--dataset coco`` also
+    ``coco`` when evaluated) and ``final`` (``map``: AP per class and 'mAP' of
+    the last evaluation, ``mean_ap``, ``coco`` of the last COCO evaluation if
+    any, ``iterations``, ``seconds_per_iteration``, ``wall_seconds``,
+    ``sampler`` over the whole run, ``params``).
 
     Parameters
     ----------
@@ -830,6 +844,8 @@ class RunReport(object):
         logger.info('[epoch %d] sampler %s', record['epoch'], _fmt_sampler(record['sampler']))
         if record.get('map'):
             logger.info('[epoch %d] VOC07 AP %s', record['epoch'], _fmt(record['map']))
+        if record.get('coco'):
+            logger.info('[epoch %d] COCO %s', record['epoch'], _fmt(record['coco']))
 
     def state(self):
         """The report as plain data, for a checkpoint (:meth:`restore` takes it back)."""
@@ -851,8 +867,9 @@ class RunReport(object):
         evaluated = [e['map'] for e in epochs if e.get('map')]
         seconds = sum(e['seconds'] for e in epochs)
         final_map = evaluated[-1] if evaluated else None
+        coco = [e['coco'] for e in epochs if e.get('coco')]
         return {'map': final_map, 'mean_ap': final_map.get('mAP') if final_map else None,
-                'iterations': self.iterations,
+                **({'coco': coco[-1]} if coco else {}), 'iterations': self.iterations,
                 'seconds_per_iteration': seconds / max(self.iterations, 1),
                 'wall_seconds': wall_seconds, 'params': paths['params'],
                 'sampler': {name: s.summary() for name, s in (self._stats or {}).items()}}
@@ -864,8 +881,10 @@ class RunReport(object):
         write_metrics(paths['json'], self.metrics)
         plots.plot_metrics(paths['png'], self.metrics)
         mean_ap = None if final_map is None else final_map['mAP']
-        logger.info('done in %.0f s: mAP %s; wrote %s', wall_seconds,
+        coco = self.metrics['final'].get('coco')
+        logger.info('done in %.0f s: mAP %s%s; wrote %s', wall_seconds,
                     'n/a' if mean_ap is None else '{:.4f}'.format(mean_ap),
+                    ' (COCO AP {:.4f})'.format(plots.number(coco['AP'])) if coco else '',
                     ', '.join(paths[k] for k in ('params', 'json', 'png', 'log')))
 
 

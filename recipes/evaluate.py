@@ -16,6 +16,7 @@ import argparse
 import time
 
 import checkpoint
+import coco_eval
 import common
 import plots
 import train_faster_rcnn
@@ -71,14 +72,18 @@ def main(argv=None):
     ctx = common.contexts(args.gpus)
     net, loader = RECIPES[run['recipe']].build_evaluation(flags, classes, ctx, val_set)
     checkpoint.load_parameters(net, args.prefix + '.params', ctx)
+    coco = coco_eval.coco_metric(flags, len(val_set))
     tic = time.time()
-    metric = common.detection_metric(net, loader, ctx, classes)
+    metric = common.detection_metric(net, loader, ctx, classes, coco)
     result = {'run': args.prefix, 'recipe': run['recipe'], 'network': flags.network,
               'params': args.prefix + '.params', 'dataset': flags.dataset,
               'dataset_root': flags.dataset_root, 'images': len(val_set),
               'seconds': time.time() - tic, 'map': common.average_precisions(metric),
               'recall_levels': common.RECALL_LEVELS.tolist(),
               'precision': common.precision_curves(metric, classes)}
+    if coco is not None:
+        result['coco'] = coco.get()
+        logger.info('COCO %s', _fmt(result['coco']))
     common.write_metrics(output + '.json', result)
     plots.plot_evaluation(output + '.png', result)
     logger.info('%s on %d %s images: VOC07 AP %s; wrote %s.{json,png,log}', args.prefix,

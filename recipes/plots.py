@@ -172,7 +172,13 @@ def _plot_map(ax, epochs):
     names = list(done[0]['map']) if done else []
     series = {name: [number(e['map'][name]) for e in done] for name in names}
     _per_class_lines(ax, [e['epoch'] for e in done], series, 'mAP', 'mAP')
-    ax.set(title='VOC07 AP@0.5 on the validation set', xlabel='epoch', ylim=(0, 1))
+    coco = [e for e in done if e.get('coco')]
+    if coco:                                                    # --dataset coco
+        ax.plot([e['epoch'] for e in coco], [number(e['coco']['AP']) for e in coco], '--',
+                marker='.', color='tab:purple', label='COCO AP@[.5:.95]')
+        ax.legend(fontsize=8)
+    ax.set(title='VOC07 AP@0.5{} on the validation set'.format(' and COCO AP' if coco else ''),
+           xlabel='epoch', ylim=(0, 1))
 
 
 def _plot_counts(ax, epochs):
@@ -227,5 +233,8 @@ def plot_evaluation(path, result):
     figure, (curves, bars) = _figure(1, 2, (13, 7 if tall else 5))
     plot_precision(curves, result['recall_levels'], result['precision'], result['map'])
     plot_class_ap(bars, result['map'], 'VOC07 AP at IoU 0.5')
-    _save(figure, path, '{} on {} ({} images)'.format(result['run'], result['dataset'],
-                                                      result['images']))
+    title = '{} on {} ({} images)'.format(result['run'], result['dataset'], result['images'])
+    if result.get('coco'):
+        title += '; COCO ' + ', '.join('{} {:.3f}'.format(name, number(value))
+                                       for name, value in result['coco'].items())
+    _save(figure, path, title)

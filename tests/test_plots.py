@@ -51,8 +51,9 @@ def layout_warnings(caught):
     return [str(w.message) for w in caught if 'layout' in str(w.message).lower()]
 
 
-def run_metrics(num_classes, epochs=3, seed=0):
-    """A run's metrics as RunReport writes them, with ``num_classes`` classes."""
+def run_metrics(num_classes, epochs=3, seed=0, coco=False):
+    """A run's metrics as RunReport writes them, with ``num_classes`` classes (and COCO's
+    AP summaries in each epoch with ``coco``)."""
     rng = np.random.RandomState(seed)
     names = ['class{}'.format(i) for i in range(num_classes)]
     stage = {'images': 4, 'positives_per_image': 5., 'negatives_per_image': 251.,
@@ -62,17 +63,19 @@ def run_metrics(num_classes, epochs=3, seed=0):
         aps = aps_of(list(rng.rand(num_classes)))
         aps = dict(zip(names + ['mAP'], aps.values()))
         records.append({'epoch': epoch, 'map': aps, 'sampler': {'rpn': dict(stage)}})
+        if coco:
+            records[-1]['coco'] = dict(AP=aps['mAP'] / 2, AP50=aps['mAP'], AP75=None)
     return {'recipe': 'train_faster_rcnn', 'args': {'network': 'tiny', 'dataset': 'coco'},
             'loss_curve': {'total': list(rng.rand(50))}, 'epochs': records,
             'final': {'map': records[-1]['map'], 'sampler': {'rpn': dict(stage)}}}
 
 
-@pytest.mark.parametrize('num_classes', [3, 20, 80])
-def test_run_figure_lays_out_for_any_number_of_classes(tmp_path, num_classes):
+@pytest.mark.parametrize('num_classes, coco', [(3, False), (20, False), (80, True)])
+def test_run_figure_lays_out_for_any_number_of_classes(tmp_path, num_classes, coco):
     path = str(tmp_path / 'run.png')
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
-        plots.plot_metrics(path, run_metrics(num_classes))
+        plots.plot_metrics(path, run_metrics(num_classes, coco=coco))
     assert not layout_warnings(caught)
     with open(path, 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
@@ -88,6 +91,8 @@ def test_evaluation_figure_lays_out_for_any_number_of_classes(tmp_path, num_clas
     aps['class1'] = None
     result = {'run': 'runs/x', 'dataset': 'coco', 'images': 10, 'map': aps,
               'recall_levels': list(np.linspace(0, 1, 101)), 'precision': curves}
+    if num_classes == 80:                                       # as for --dataset coco
+        result['coco'] = dict(AP=0.2, AP50=0.4, AP75=0.1, APs=None, APm=0.3, APl=0.25)
     path = str(tmp_path / 'eval.png')
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')

@@ -8,7 +8,8 @@ by GluonCV's ``VOCDetection``, and a COCO root (``train2017/``, ``val2017/``,
 ``COCODetection`` through pycocotools. The validation images include one
 without objects, which COCO keeps (as a -1 row) and VOC keeps (no row: GluonCV's
 own reader gives a (0,) label there, which its transforms cannot slice;
-``gluonmine.data.VOCFormatDetection`` gives (0, 6)).
+``gluonmine.data.VOCFormatDetection`` gives (0, 6)). Last, ``recipes/coco_eval.py``'s
+COCO metric on known detections: perfect, shifted, partial, none, misclassified.
 """
 import json
 import os
@@ -17,6 +18,7 @@ import sys
 from argparse import Namespace
 from xml.etree import ElementTree
 
+import mxnet as mx
 import numpy as np
 import pytest
 from gluoncv.data import COCODetection, VOCDetection
@@ -24,6 +26,7 @@ from gluoncv.data import COCODetection, VOCDetection
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 'recipes'))
 
+import coco_eval  # noqa: E402  pylint: disable=wrong-import-position
 import common  # noqa: E402  pylint: disable=wrong-import-position
 import evaluate  # noqa: E402  pylint: disable=wrong-import-position
 import show_samples  # noqa: E402  pylint: disable=wrong-import-position
@@ -160,6 +163,12 @@ def test_recipe_trains_and_evaluates_on_a_real_layout(request, tmp_path, recipe,
     assert all(np.isfinite(v).all() for v in trained['loss_curve'].values())
     result = evaluate.main([prefix])                            # the run's own dataset flags
     assert result['map'] == aps and result['images'] == IMAGES
+    if dataset == 'coco':                                       # COCO's metric too, same again
+        assert list(trained['final']['coco']) == list(coco_eval.STATS)
+        assert all(v is None or 0 <= v <= 1 for v in trained['final']['coco'].values())
+        assert trained['epochs'][-1]['coco'] == trained['final']['coco'] == result['coco']
+    else:
+        assert 'coco' not in trained['final'] and 'coco' not in result
     drawn = show_samples.main(['--run', prefix, '--images', '0', '--output', prefix + '-s'])
     assert list(drawn['images']) == [0] and os.path.getsize(prefix + '-s.png') > 0
 
@@ -170,3 +179,78 @@ def test_missing_layouts_exit_naming_what_is_missing(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, 'pycocotools', None)       # as if it were not installed
     with pytest.raises(SystemExit, match='pip install'):
         _datasets('coco', str(tmp_path))
+
+
+# ----------------------------------------------------------------------------- COCO's metric
+
+def ground_truth(root, split='val2017'):
+    """image id -> [(category index, x1, y1, x2, y2)] from the layout's annotation file."""
+    with open(os.path.join(root, 'annotations', 'instances_{}.json'.format(split))) as f:
+        data = json.load(f)
+    categories = sorted(c['id'] for c in data['categories'])
+    boxes = {image['id']: [] for image in data['images']}
+    for a in data['annotations']:
+        x, y, w, h = a['bbox']
+        boxes[a['image_id']].append((categories.index(a['category_id']), x, y, x + w, y + h))
+    return [boxes[i] for i in sorted(boxes)]
+
+
+def feed(metric, detections, pad=3):
+    """Give ``metric`` one image a batch: ``detections`` per image as (label, x1, y1, x2, y2),
+    each with score 0.9, then ``pad`` rows of label -1."""
+    for rows in detections:
+        rows = [(c, 0.9, x1, y1, x2, y2) for c, x1, y1, x2, y2 in rows]
+        rows += [(-1, -1, 0, 0, 0, 0)] * pad
+        array = mx.nd.array(rows).expand_dims(0)                # (1, K, 6)
+        metric.update(array[:, :, 2:], array[:, :, :1], array[:, :, 1:2])
+
+
+def annotation(root):
+    return os.path.join(root, 'annotations', 'instances_val2017.json')
+
+
+def test_coco_metric_scores_perfect_detections_one(coco):
+    truth = ground_truth(coco)
+    metric = coco_eval.COCOMetric(annotation(coco))
+    feed(metric, truth)
+    stats = metric.get()
+    assert list(stats) == list(coco_eval.STATS)
+    assert stats['AP'] == stats['AP50'] == stats['AP75'] == 1.0
+    assert all(v in (1.0, None) for v in stats.values())
+
+
+def test_coco_metric_averages_over_iou_thresholds(coco):
+    # every box shifted right by a fifth of its width: IoU 2/3 with its object
+    shifted = [[(c, x1 + (x2 - x1) / 5, y1, x2 + (x2 - x1) / 5, y2) for c, x1, y1, x2, y2 in rows]
+               for rows in ground_truth(coco)]
+    metric = coco_eval.COCOMetric(annotation(coco))
+    feed(metric, shifted)
+    stats = metric.get()
+    assert stats['AP50'] == 1.0 and stats['AP75'] == 0.0
+    assert stats['AP'] == pytest.approx(0.4)                    # 0.5, 0.55, 0.6, 0.65 of 10
+
+
+def test_coco_metric_counts_only_the_images_evaluated(coco):
+    truth = ground_truth(coco)
+    metric = coco_eval.COCOMetric(annotation(coco), num_images=3)
+    feed(metric, truth[:3])
+    assert metric.get()['AP'] == 1.0                            # not 3 images' worth of misses
+    with pytest.raises(ValueError, match='more images than the 3'):
+        feed(metric, truth[3:4])
+    whole = coco_eval.COCOMetric(annotation(coco))
+    feed(whole, truth[:3])
+    assert whole.get()['AP'] == 1.0                             # the images seen so far
+    whole.reset()
+    assert whole.get() == dict.fromkeys(coco_eval.STATS)
+
+
+def test_coco_metric_without_detections_or_with_wrong_classes_is_zero(coco):
+    truth = ground_truth(coco)
+    empty = coco_eval.COCOMetric(annotation(coco))
+    feed(empty, [[] for _ in truth])
+    wrong = coco_eval.COCOMetric(annotation(coco))
+    feed(wrong, [[((c + 1) % 80, x1, y1, x2, y2) for c, x1, y1, x2, y2 in rows]
+                 for rows in truth])
+    for stats in (empty.get(), wrong.get()):
+        assert stats['AP'] == stats['AP50'] == 0.0
+        assert all(v in (0.0, None) for v in stats.values())
