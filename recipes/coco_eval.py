@@ -41,6 +41,11 @@ class COCOMetric(object):
     ``skip_empty=False`` (what the recipes evaluate on): every image of the
     annotation file, by increasing id. Class ``c`` of the network is the
     ``c``-th category by increasing id, as ``COCODetection`` numbers them.
+    Boxes go back to COCO's (x, y, width, height) as GluonCV's loader made
+    them corners: width ``x2 - x1 + 1`` (``COCODetection`` reads width w as
+    ``x2 = x1 + w - 1``), as GluonCV's ``COCODetectionMetric`` does; unlike
+    it, no detection is dropped for a low score (COCO's own rule: the 100
+    best an image count).
 
     Parameters
     ----------
@@ -82,7 +87,7 @@ class COCOMetric(object):
                 if label >= 0:
                     self._detections.append({
                         'image_id': image_id, 'category_id': self._category_ids[int(label)],
-                        'bbox': [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+                        'bbox': [float(x1), float(y1), float(x2 - x1 + 1), float(y2 - y1 + 1)],
                         'score': float(score)})
 
     def get(self):

@@ -183,23 +183,19 @@ def test_missing_layouts_exit_naming_what_is_missing(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- COCO's metric
 
-def ground_truth(root, split='val2017'):
-    """image id -> [(category index, x1, y1, x2, y2)] from the layout's annotation file."""
-    with open(os.path.join(root, 'annotations', 'instances_{}.json'.format(split))) as f:
-        data = json.load(f)
-    categories = sorted(c['id'] for c in data['categories'])
-    boxes = {image['id']: [] for image in data['images']}
-    for a in data['annotations']:
-        x, y, w, h = a['bbox']
-        boxes[a['image_id']].append((categories.index(a['category_id']), x, y, x + w, y + h))
-    return [boxes[i] for i in sorted(boxes)]
+def ground_truth(root):
+    """Per validation image [(class, x1, y1, x2, y2)] as GluonCV's COCODetection reads them:
+    what a perfect detector would output."""
+    val = COCODetection(root, splits='instances_val2017', skip_empty=False)
+    return [[(int(c), x1, y1, x2, y2) for x1, y1, x2, y2, c in val[i][1] if c >= 0]
+            for i in range(len(val))]
 
 
 def feed(metric, detections, pad=3):
-    """Give ``metric`` one image a batch: ``detections`` per image as (label, x1, y1, x2, y2),
-    each with score 0.9, then ``pad`` rows of label -1."""
+    """Give ``metric`` one image a batch: ``detections`` per image as (label, x1, y1, x2, y2)
+    or (label, score, x1, y1, x2, y2) (score 0.9 when not given), then ``pad`` rows of -1."""
     for rows in detections:
-        rows = [(c, 0.9, x1, y1, x2, y2) for c, x1, y1, x2, y2 in rows]
+        rows = [row if len(row) == 6 else (row[0], 0.9) + tuple(row[1:]) for row in rows]
         rows += [(-1, -1, 0, 0, 0, 0)] * pad
         array = mx.nd.array(rows).expand_dims(0)                # (1, K, 6)
         metric.update(array[:, :, 2:], array[:, :, :1], array[:, :, 1:2])
@@ -220,9 +216,9 @@ def test_coco_metric_scores_perfect_detections_one(coco):
 
 
 def test_coco_metric_averages_over_iou_thresholds(coco):
-    # every box shifted right by a fifth of its width: IoU 2/3 with its object
-    shifted = [[(c, x1 + (x2 - x1) / 5, y1, x2 + (x2 - x1) / 5, y2) for c, x1, y1, x2, y2 in rows]
-               for rows in ground_truth(coco)]
+    # every box shifted right by a fifth of its width (x2 - x1 + 1): IoU 2/3 with its object
+    shifted = [[(c, x1 + (x2 - x1 + 1) / 5, y1, x2 + (x2 - x1 + 1) / 5, y2)
+                for c, x1, y1, x2, y2 in rows] for rows in ground_truth(coco)]
     metric = coco_eval.COCOMetric(annotation(coco))
     feed(metric, shifted)
     stats = metric.get()
@@ -254,3 +250,27 @@ def test_coco_metric_without_detections_or_with_wrong_classes_is_zero(coco):
     for stats in (empty.get(), wrong.get()):
         assert stats['AP'] == stats['AP50'] == 0.0
         assert all(v in (0.0, None) for v in stats.values())
+
+
+@pytest.mark.filterwarnings('ignore:Mean of empty slice', 'ignore:invalid value encountered')
+def test_coco_metric_equals_gluoncvs_coco_detection_metric(coco, tmp_path):
+    """The same detections (scores >= 0.05, which GluonCV's keeps) give the same summaries."""
+    from gluoncv.utils.metrics.coco_detection import COCODetectionMetric
+    rng = np.random.RandomState(0)
+    detections = []
+    for rows in ground_truth(coco):                             # jittered hits, false alarms
+        hits = [(c, rng.uniform(0.05, 1), x1 + rng.uniform(-4, 4), y1 + rng.uniform(-4, 4),
+                 x2 + rng.uniform(-4, 4), y2 + rng.uniform(-4, 4)) for c, x1, y1, x2, y2 in rows]
+        alarms = [(rng.randint(3), rng.uniform(0.05, 1), x, y, x + 30, y + 20)
+                  for x, y in rng.uniform(0, 120, (3, 2))]
+        detections.append(hits + alarms)
+    ours = coco_eval.COCOMetric(annotation(coco))
+    val = COCODetection(coco, splits='instances_val2017', skip_empty=False)
+    theirs = COCODetectionMetric(val, str(tmp_path / 'gluoncv'), use_time=False, cleanup=True)
+    for metric in (ours, theirs):
+        feed(metric, detections)
+    stats = ours.get()
+    theirs.get()
+    want = theirs._coco_eval.stats[:6]                          # pylint: disable=protected-access
+    assert [-1 if v is None else v for v in stats.values()] == pytest.approx(want.tolist())
+    assert 0 < stats['AP'] < stats['AP50'] < 1
