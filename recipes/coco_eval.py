@@ -40,7 +40,7 @@ class COCOMetric(object):
     Images arrive in the order of GluonCV's ``COCODetection`` with
     ``skip_empty=False`` (what the recipes evaluate on): every image of the
     annotation file, by increasing id. Class ``c`` of the network is the
-    ``c``-th category by increasing id, as ``COCODetection`` numbers them.
+    ``c``-th category in the file's order, as ``COCODetection`` numbers them.
     Boxes go back to COCO's (x, y, width, height) as GluonCV's loader made
     them corners: width ``x2 - x1 + 1`` (``COCODetection`` reads width w as
     ``x2 = x1 + w - 1``), as GluonCV's ``COCODetectionMetric`` does; unlike
@@ -60,7 +60,7 @@ class COCOMetric(object):
         self._coco = _quietly(COCO, annotation)
         image_ids = sorted(self._coco.getImgIds())
         self._image_ids = image_ids[:num_images] if num_images else image_ids
-        self._category_ids = sorted(self._coco.getCatIds())
+        self._category_ids = self._coco.getCatIds()                 # file order, as GluonCV's
         self._detections, self._seen = [], 0
 
     def reset(self):

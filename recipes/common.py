@@ -435,7 +435,7 @@ class Run(object):
         self.start, self.ctx = time.time(), contexts(args.gpus)
         self._plotted = self.start
         self.train_set, self.val_set, self.classes = build_datasets(args)
-        self.coco = coco_eval.coco_metric(args, len(self.val_set))
+        self.coco = coco_eval.coco_metric(args, len(self.val_set)) if self.dist.rank == 0 else None
         self.report = RunReport(recipe, args, self.classes, self.dist, losses)
 
     def iterations(self, train_data):
@@ -583,7 +583,8 @@ def detection_metric(net, loader, ctx, classes, coco=None):
 
     ``loader`` yields ``(images, labels, scales)`` lists as :func:`val_loader`
     makes them: ``net(image)`` gives ``(ids, scores, boxes)`` at the image's
-    scale, ``scale`` maps them back to the original pixels. The net is
+    size, ``scale`` (one factor, or one for each box coordinate x1, y1, x2, y2)
+    maps them and the labels back to the original pixels. The net is
     re-hybridized for one-input prediction and runs in predict mode; a
     progress bar counts the batches. A ``coco_eval.COCOMetric`` given as
     ``coco`` is reset and fed the same detections.
@@ -602,10 +603,12 @@ def detection_metric(net, loader, ctx, classes, coco=None):
             for x, y, scale in zip(*[[a.as_in_context(c) for a, c in zip(part, ctx)]
                                      for part in batch]):
                 ids, scores, boxes = net(x)
-                scale = float(scale.asscalar())
+                scale = scale.reshape((1, 1, -1))                   # (1, 1, 1) or (1, 1, 4)
+                boxes = mx.nd.broadcast_mul(clipper(boxes, x), scale)
+                truth = mx.nd.broadcast_mul(y[:, :, :4], scale)
                 for each in metrics:
-                    each.update(clipper(boxes, x) * scale, ids, scores, y[:, :, :4] * scale,
-                                y[:, :, 4:5], y[:, :, 5:6] if y.shape[-1] > 5 else None)
+                    each.update(boxes, ids, scores, truth, y[:, :, 4:5],
+                                y[:, :, 5:6] if y.shape[-1] > 5 else None)
             bar.update()
     bar.close()
     return metric

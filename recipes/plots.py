@@ -8,8 +8,9 @@
 Datasets differ in how many classes they hold: 3 (the synthetic one), 20
 (VOC), 80 (COCO). Up to :data:`FEW_CLASSES` classes every class gets its own
 labelled line; beyond it each class is a thin unlabelled grey line under the
-mean, and the bar chart shows the :data:`MAX_BARS` classes at both ends of the
-AP ranking (every class's AP stays in the JSON next to the PNG).
+mean. Up to :data:`MAX_BARS` classes with an AP the bar chart shows them all;
+beyond it the lowest and highest halves of that many (every class's AP stays in
+the JSON next to the PNG).
 """
 import numpy as np
 

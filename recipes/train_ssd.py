@@ -253,19 +253,25 @@ def build_miner(args):
 # ----------------------------------------------------------------------------- data
 
 class ValTransform(object):
-    """GluonCV's SSD validation transform, with the label's scale for ``common.evaluate``.
+    """GluonCV's SSD validation transform, with the scale back to the original pixels.
 
-    Images are resized to ``size`` x ``size`` and so are the labels; VOC's IoU
-    (no +1 offset) is unchanged when both axes are scaled, so the AP computed at
-    this size is the AP at the original size (scale 1).
+    Images are resized to ``size`` x ``size`` and so are the labels; the third
+    output, ``(W / size, H / size, W / size, H / size)`` for an image of W x H
+    pixels, maps a box at that size back to the original image, as
+    ``common.detection_metric`` needs for COCO's metric (its ground truth is
+    the annotation file's, and its small / medium / large areas are original
+    pixels). VOC's IoU (no +1 offset) is the same at either size.
     """
 
     def __init__(self, size):
+        self._size = size
         self._transform = SSDDefaultValTransform(size, size)
 
     def __call__(self, image, label):
+        height, width = image.shape[:2]
         image, label = self._transform(image, label)
-        return image, label, mx.nd.array([1.0])
+        x, y = width / self._size, height / self._size
+        return image, label, mx.nd.array([x, y, x, y])
 
 
 def build_dataloader(args, size, train_set, val_set, dist, ctx):

@@ -3,7 +3,8 @@
 Nothing can be downloaded, so both layouts are written here from a few
 synthetic images, with the synthetic classes renamed to real ones: a
 VOCdevkit (VOC2007 trainval and test, VOC2012 trainval; XML annotations) read
-by GluonCV's ``VOCDetection``, and a COCO root (``train2017/``, ``val2017/``,
+by ``gluonmine.data.VOCFormatDetection`` (GluonCV's ``VOCDetection``), and a
+COCO root (``train2017/``, ``val2017/``,
 ``annotations/instances_*.json`` with all 80 categories) read by GluonCV's
 ``COCODetection`` through pycocotools. The validation images include one
 without objects, which COCO keeps (as a -1 row) and VOC keeps (no row: GluonCV's
@@ -274,3 +275,50 @@ def test_coco_metric_equals_gluoncvs_coco_detection_metric(coco, tmp_path):
     want = theirs._coco_eval.stats[:6]                          # pylint: disable=protected-access
     assert [-1 if v is None else v for v in stats.values()] == pytest.approx(want.tolist())
     assert 0 < stats['AP'] < stats['AP50'] < 1
+
+
+class PerfectDetector(object):
+    """Stands in for a detector in ``common.evaluate``: returns each image's own labels
+    (given in loader order) as ``(ids, scores, boxes)`` at the network's input size."""
+
+    def __init__(self, loader):
+        self._labels = [y for _, labels, _ in loader for y in labels]
+
+    def hybridize(self):
+        pass
+
+    def __call__(self, image):
+        label = self._labels.pop(0)
+        return label[:, :, 4:5], mx.nd.ones_like(label[:, :, 4:5]), label[:, :, :4]
+
+
+@pytest.mark.parametrize('recipe', ['faster_rcnn', 'ssd'])
+def test_evaluation_maps_boxes_back_to_the_original_pixels(coco, recipe):
+    # each recipe's validation transform resizes differently (SSD: to a square, each axis
+    # by its own factor); its scale must bring detections back to the annotation's pixels
+    from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultValTransform
+    transform = {'faster_rcnn': FasterRCNNDefaultValTransform(96, 160),
+                 'ssd': train_ssd.ValTransform(128)}[recipe]
+    val = COCODetection(coco, splits='instances_val2017', skip_empty=False)
+    loader = common.val_loader(val, transform, 1, 0)
+    result = common.evaluate(PerfectDetector(loader), loader, [mx.cpu()], list(val.classes),
+                             coco_eval.COCOMetric(annotation(coco)))
+    assert result['map']['mAP'] == pytest.approx(1.0)
+    assert result['coco']['AP'] == 1.0 and all(v in (1.0, None) for v in result['coco'].values())
+
+
+def test_coco_metric_numbers_categories_in_file_order(coco, tmp_path):
+    # category ids need not increase along the file (GluonCV's COCODetection numbers
+    # classes by file order); permute the ids, keep names and order
+    with open(annotation(coco)) as f:
+        data = json.load(f)
+    new_id = {c['id']: 100 - c['id'] for c in data['categories']}
+    for record in data['categories'] + data['annotations']:
+        key = 'id' if 'name' in record else 'category_id'
+        record[key] = new_id[record[key]]
+    path = str(tmp_path / 'instances_val2017.json')
+    with open(path, 'w') as f:
+        json.dump(data, f)
+    metric = coco_eval.COCOMetric(path)
+    feed(metric, ground_truth(coco))                            # class c: the c-th category
+    assert metric.get()['AP'] == 1.0
