@@ -320,11 +320,13 @@ def _write(directory, manifest):
 class VOCFormatDetection(VOCDetection):
     """GluonCV's ``VOCDetection`` for any VOC-format dataset, images without objects included.
 
-    Exactly GluonCV's reader (XML parsing, label cache, transforms, the 20 VOC
-    ``CLASSES``; subclass it with other ``CLASSES`` for a dataset of your own)
-    with one fix: an image whose annotation has no object gives a ``(0, 6)``
-    label array where GluonCV's gives a ``(0,)`` one, so label slicing such as
-    ``label[:, :4]`` (GluonCV's own transforms do it) works on every image.
+    Exactly GluonCV's reader (XML parsing, label cache, transforms; objects of
+    other classes are skipped) with one fix: an image whose annotation has no
+    object gives a ``(0, 6)`` label array where GluonCV's gives a ``(0,)`` one,
+    so label slicing such as ``label[:, :4]`` (GluonCV's own transforms do it)
+    works on every image. The classes are VOC's 20 ``CLASSES``, or your own
+    dataset's through ``classes=`` (or a subclass with its own ``CLASSES``, as
+    GluonCV's custom-dataset tutorial does).
 
     Parameters
     ----------
@@ -338,13 +340,26 @@ class VOCFormatDetection(VOCDetection):
         Class name to index; ``None`` numbers ``CLASSES`` in order.
     preload_label : bool, default True
         Parse every annotation once at construction.
+    classes : sequence of str, default None
+        Class names as written in the annotations (in lower case), in label
+        order; None: ``CLASSES``.
     """
 
     def __init__(self, root=os.path.join('~', '.mxnet', 'datasets', 'voc'),
                  splits=((2007, 'trainval'), (2012, 'trainval')), transform=None,
-                 index_map=None, preload_label=True):
+                 index_map=None, preload_label=True, classes=None):
+        if classes is not None and (not classes or len(set(classes)) != len(classes)
+                                    or any(c != c.strip().lower() for c in classes)):
+            raise ValueError('classes must be distinct names, at least one, in lower case '
+                             '(GluonCV lower-cases the names it reads); got {}'.format(classes))
+        self._classes = type(self).CLASSES if classes is None else tuple(classes)
         super(VOCFormatDetection, self).__init__(root, splits, transform, index_map,
                                                  preload_label)
+
+    @property
+    def classes(self):
+        """Class names, in label order."""
+        return self._classes
 
     def _load_label(self, idx):
         """GluonCV's parser; labels (K, 6), K = 0 for an image without objects."""

@@ -24,6 +24,7 @@ here:
 Samples follow gluonmine's convention: +1 positive, -1 negative, 0 ignore.
 Nothing here touches the environment or global state at import.
 """
+import argparse
 import collections
 import json
 import logging
@@ -64,6 +65,14 @@ def add_common_args(parser, save_prefix, epochs, lr, batch_size):
              '(default: %(default)s)')
     add('--dataset-root', default=SYNTHETIC_ROOT,
         help='where the dataset is (default: %(default)s)')
+    add('--classes', nargs='+', default=None, metavar='NAME',
+        help="--dataset voc: your VOC-format dataset's class names, in label order "
+             "(default: VOC's 20)")
+    add('--train-splits', nargs='+', type=voc_split, default=None, metavar='YEAR:NAME',
+        help='--dataset voc: training image lists, VOC<YEAR>/ImageSets/Main/<NAME>.txt '
+             '(default: 2007:trainval 2012:trainval)')
+    add('--val-splits', nargs='+', type=voc_split, default=None, metavar='YEAR:NAME',
+        help='--dataset voc: validation image lists (default: 2007:test)')
     add('--num-train-images', type=int, default=None,
         help='train on the first N training images only (default: all)')
     add('--num-val-images', type=int, default=None,
@@ -119,6 +128,22 @@ def check_common_args(parser, args):
     if args.batch_size % max(1, len(args.gpus)):
         parser.error('--batch-size {} does not split over {} GPUs'.format(
             args.batch_size, len(args.gpus)))
+    voc_only = [name for name in ('classes', 'train_splits', 'val_splits')
+                if getattr(args, name) is not None]
+    if voc_only and args.dataset != 'voc':
+        parser.error('{} need --dataset voc'.format(
+            ', '.join('--' + name.replace('_', '-') for name in voc_only)))
+    if args.classes is not None and len(set(args.classes)) != len(args.classes):
+        parser.error('--classes must be distinct, got {}'.format(' '.join(args.classes)))
+
+
+def voc_split(text):
+    """``'2007:trainval'`` -> ``(2007, 'trainval')``: a VOC image list, as GluonCV's splits."""
+    year, _, name = text.partition(':')
+    if not (year.isdigit() and name):
+        raise argparse.ArgumentTypeError('{!r} is not YEAR:NAME, e.g. 2007:trainval'
+                                         .format(text))
+    return int(year), name
 
 
 def seed_everything(seed):
@@ -220,7 +245,8 @@ def build_datasets(args, train=True):
         train_set = SyntheticVOCDetection(root, splits=((2007, 'train'),)) if train else None
         val = SyntheticVOCDetection(root, splits=((2007, 'val'),))
     elif args.dataset == 'voc':
-        train_set, val = _voc(root, train)
+        train_set, val = _voc(root, train, *(getattr(args, name, None) for name in
+                                             ('classes', 'train_splits', 'val_splits')))
     else:
         train_set, val = _coco(root, train)
     classes = list(val.classes)
@@ -231,16 +257,19 @@ def build_datasets(args, train=True):
     return train_set, val, classes
 
 
-def _voc(root, train):
-    splits = ((2007, 'trainval'), (2012, 'trainval'), (2007, 'test'))[0 if train else 2:]
+def _voc(root, train, classes=None, train_splits=None, val_splits=None):
+    """(train, val) of a VOCdevkit, or of a VOC-format dataset with its own classes and
+    splits; splits are (year, name) pairs (lists when read back from a run's JSON)."""
+    train_splits = tuple(map(tuple, train_splits or ((2007, 'trainval'), (2012, 'trainval'))))
+    val_splits = tuple(map(tuple, val_splits or ((2007, 'test'),)))
     needed = [os.path.join(root, 'VOC{}'.format(year), 'ImageSets', 'Main', name + '.txt')
-              for year, name in splits]
+              for year, name in (train_splits if train else ()) + val_splits]
     missing = [path for path in needed if not os.path.exists(path)]
     if missing:
         raise SystemExit('--dataset voc reads a VOCdevkit at --dataset-root; missing: {}'
                          .format(', '.join(missing)))
-    return (VOCFormatDetection(root, splits=((2007, 'trainval'), (2012, 'trainval'))) if train
-            else None, VOCFormatDetection(root, splits=((2007, 'test'),)))
+    return (VOCFormatDetection(root, splits=train_splits, classes=classes) if train else None,
+            VOCFormatDetection(root, splits=val_splits, classes=classes))
 
 
 def _coco(root, train):

@@ -13,7 +13,8 @@ from mxnet import autograd
 from numpy.testing import assert_array_equal
 
 from gluonmine.data import (CLASSES, NonEmptyLabels, PadEmptyLabels, SyntheticVOCDetection,
-                            annotation_xml, make_synthetic_voc, padding_label)
+                            VOCFormatDetection, annotation_xml, make_synthetic_voc,
+                            padding_label)
 from gluonmine.models import tiny_faster_rcnn
 from gluonmine.transforms import FasterRCNNTrainTransform
 
@@ -132,6 +133,16 @@ def test_an_image_without_objects_gives_a_0_by_6_label(root, train, labels):
     xml = ElementTree.parse(os.path.join(root, 'VOC2007', 'Annotations',
                                          '{:06d}.xml'.format(empty))).getroot()
     assert xml.find('object') is None
+
+
+def test_voc_format_reader_takes_its_classes(root, train):
+    named = VOCFormatDetection(root, splits=((2007, 'train'),), classes=CLASSES)
+    assert named.classes == CLASSES and len(named) == len(train)
+    assert all((named[i][1] == train[i][1]).all() for i in range(10))
+    assert VOCFormatDetection.CLASSES == gluoncv.data.VOCDetection.CLASSES   # default: VOC's
+    for bad in ([], ['disc', 'disc'], ['Disc']):
+        with pytest.raises(ValueError, match='classes must be distinct'):
+            VOCFormatDetection(root, splits=((2007, 'train'),), classes=bad)
 
 
 def test_existing_dataset_is_reused_and_a_different_one_refused(tmp_path):

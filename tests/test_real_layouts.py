@@ -174,6 +174,40 @@ def test_recipe_trains_and_evaluates_on_a_real_layout(request, tmp_path, recipe,
     assert list(drawn['images']) == [0] and os.path.getsize(prefix + '-s.png') > 0
 
 
+def test_a_voc_format_dataset_of_your_own_classes_and_splits(voc_root, tmp_path):
+    # the synthetic dataset is VOC-format data with its own classes and split names;
+    # naming two of its three classes trains on those and skips the third's objects
+    prefix = str(tmp_path / 'own')
+    trained = train_faster_rcnn.main([
+        '--dataset', 'voc', '--dataset-root', voc_root, '--classes', 'triangle', 'disc',
+        '--train-splits', '2007:train', '--val-splits', '2007:val', '--num-train-images', '4',
+        '--num-val-images', '8', '--epochs', '1', '--save-prefix', prefix])
+    assert trained['classes'] == ['triangle', 'disc']
+    assert list(trained['final']['map']) == ['triangle', 'disc', 'mAP']
+    assert evaluate.main([prefix])['map'] == trained['final']['map']
+    train, val, _ = common.build_datasets(train_faster_rcnn.parse_args(
+        ['--dataset', 'voc', '--dataset-root', voc_root, '--classes', 'triangle', 'disc',
+         '--train-splits', '2007:train', '--val-splits', '2007:val']))
+    full, _, _ = _datasets('synthetic', voc_root)
+    assert len(train) == len(full) and len(val) == 100
+    ours = np.concatenate([train[i][1] for i in range(20)])
+    theirs = np.concatenate([full[i][1] for i in range(20)])
+    # square (synthetic class 1) is gone; triangle (2) is now 0, disc (0) now 1
+    assert sorted(ours[:, 4].tolist()) == sorted({2: 0, 0: 1}[int(c)] for c in theirs[:, 4]
+                                                 if c != 1)
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--classes', 'a', 'b'], '--classes need --dataset voc'),
+    (['--dataset', 'voc', '--classes', 'a', 'a'], '--classes must be distinct'),
+    (['--dataset', 'voc', '--train-splits', '2007'], "'2007' is not YEAR:NAME"),
+    (['--val-splits', '2007:test'], '--val-splits need --dataset voc')])
+def test_voc_flags_are_checked(flags, message, capsys):
+    with pytest.raises(SystemExit):
+        train_ssd.parse_args(flags)
+    assert message in capsys.readouterr().err
+
+
 def test_missing_layouts_exit_naming_what_is_missing(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match='VOC2012.*trainval.txt'):
         _datasets('voc', str(tmp_path))
