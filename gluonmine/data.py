@@ -317,6 +317,30 @@ def _write(directory, manifest):
         json.dump(manifest, f, indent=1)
 
 
+def check_class_names(classes):
+    """``classes`` as a tuple, or ValueError unless they are names GluonCV can match.
+
+    GluonCV lower-cases and strips every name it reads from an annotation, so a
+    class named otherwise would silently match no object.
+
+    Parameters
+    ----------
+    classes : sequence of str
+        Class names in label order: at least one, distinct, in lower case, no
+        surrounding spaces (a single string is refused, not split into letters).
+    """
+    if isinstance(classes, str):
+        raise ValueError('classes must be a sequence of names, got the string '
+                         '{!r}'.format(classes))
+    classes = tuple(classes)
+    if (not classes or len(set(classes)) != len(classes)
+            or any(not isinstance(c, str) or c != c.strip().lower() for c in classes)):
+        raise ValueError('classes must be distinct names, at least one, in lower case '
+                         '(GluonCV lower-cases the names it reads); got {}'
+                         .format(list(classes)))
+    return classes
+
+
 class VOCFormatDetection(VOCDetection):
     """GluonCV's ``VOCDetection`` for any VOC-format dataset, images without objects included.
 
@@ -348,11 +372,7 @@ class VOCFormatDetection(VOCDetection):
     def __init__(self, root=os.path.join('~', '.mxnet', 'datasets', 'voc'),
                  splits=((2007, 'trainval'), (2012, 'trainval')), transform=None,
                  index_map=None, preload_label=True, classes=None):
-        if classes is not None and (not classes or len(set(classes)) != len(classes)
-                                    or any(c != c.strip().lower() for c in classes)):
-            raise ValueError('classes must be distinct names, at least one, in lower case '
-                             '(GluonCV lower-cases the names it reads); got {}'.format(classes))
-        self._classes = type(self).CLASSES if classes is None else tuple(classes)
+        self._classes = check_class_names(type(self).CLASSES if classes is None else classes)
         super(VOCFormatDetection, self).__init__(root, splits, transform, index_map,
                                                  preload_label)
 

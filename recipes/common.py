@@ -42,7 +42,7 @@ from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
 from mxnet import autograd, gluon
 
 from gluonmine.data import (NonEmptyLabels, SyntheticVOCDetection, VOCFormatDetection,
-                            make_synthetic_voc)
+                            check_class_names, make_synthetic_voc)
 from gluonmine.rcnn_ohem import NEGATIVE_IOU_EDGES
 
 import checkpoint
@@ -66,8 +66,8 @@ def add_common_args(parser, save_prefix, epochs, lr, batch_size):
     add('--dataset-root', default=SYNTHETIC_ROOT,
         help='where the dataset is (default: %(default)s)')
     add('--classes', nargs='+', default=None, metavar='NAME',
-        help="--dataset voc: your VOC-format dataset's class names, in label order "
-             "(default: VOC's 20)")
+        help="--dataset voc: your VOC-format dataset's class names as its annotations "
+             "spell them, in lower case, in label order (default: VOC's 20)")
     add('--train-splits', nargs='+', type=voc_split, default=None, metavar='YEAR:NAME',
         help='--dataset voc: training image lists, VOC<YEAR>/ImageSets/Main/<NAME>.txt '
              '(default: 2007:trainval 2012:trainval)')
@@ -133,14 +133,17 @@ def check_common_args(parser, args):
     if voc_only and args.dataset != 'voc':
         parser.error('{} need --dataset voc'.format(
             ', '.join('--' + name.replace('_', '-') for name in voc_only)))
-    if args.classes is not None and len(set(args.classes)) != len(args.classes):
-        parser.error('--classes must be distinct, got {}'.format(' '.join(args.classes)))
+    if args.classes is not None:
+        try:
+            check_class_names(args.classes)
+        except ValueError as error:
+            parser.error('--{}'.format(error))
 
 
 def voc_split(text):
     """``'2007:trainval'`` -> ``(2007, 'trainval')``: a VOC image list, as GluonCV's splits."""
     year, _, name = text.partition(':')
-    if not (year.isdigit() and name):
+    if not (len(year) == 4 and year.isdigit() and name):
         raise argparse.ArgumentTypeError('{!r} is not YEAR:NAME, e.g. 2007:trainval'
                                          .format(text))
     return int(year), name

@@ -140,9 +140,19 @@ def test_voc_format_reader_takes_its_classes(root, train):
     assert named.classes == CLASSES and len(named) == len(train)
     assert all((named[i][1] == train[i][1]).all() for i in range(10))
     assert VOCFormatDetection.CLASSES == gluoncv.data.VOCDetection.CLASSES   # default: VOC's
-    for bad in ([], ['disc', 'disc'], ['Disc']):
+    for bad in ([], ['disc', 'disc'], ['Disc'], [' disc'], [3]):
         with pytest.raises(ValueError, match='classes must be distinct'):
             VOCFormatDetection(root, splits=((2007, 'train'),), classes=bad)
+    with pytest.raises(ValueError, match="the string 'disc'"):
+        VOCFormatDetection(root, splits=((2007, 'train'),), classes='disc')
+
+
+def test_a_subclass_with_upper_case_classes_is_refused(root):
+    # GluonCV lower-cases annotation names: 'Disc' would silently match no object
+    class Shouting(VOCFormatDetection):
+        CLASSES = ('Disc', 'square', 'triangle')
+    with pytest.raises(ValueError, match='lower case'):
+        Shouting(root, splits=((2007, 'train'),))
 
 
 def test_existing_dataset_is_reused_and_a_different_one_refused(tmp_path):

@@ -200,7 +200,9 @@ def test_a_voc_format_dataset_of_your_own_classes_and_splits(voc_root, tmp_path)
 @pytest.mark.parametrize('flags, message', [
     (['--classes', 'a', 'b'], '--classes need --dataset voc'),
     (['--dataset', 'voc', '--classes', 'a', 'a'], '--classes must be distinct'),
+    (['--dataset', 'voc', '--classes', 'Dog'], '--classes must be distinct names'),
     (['--dataset', 'voc', '--train-splits', '2007'], "'2007' is not YEAR:NAME"),
+    (['--dataset', 'voc', '--val-splits', '07:test'], "'07:test' is not YEAR:NAME"),
     (['--val-splits', '2007:test'], '--val-splits need --dataset voc')])
 def test_voc_flags_are_checked(flags, message, capsys):
     with pytest.raises(SystemExit):
