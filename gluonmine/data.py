@@ -272,6 +272,7 @@ def make_synthetic_voc(root, num_train=300, num_val=100, seed=0, year=2007,
     os.makedirs(os.path.dirname(target), exist_ok=True)
     scratch = tempfile.mkdtemp(prefix='.VOC{}-'.format(year), dir=os.path.dirname(target))
     try:
+        _open_to_all(scratch)
         _write(scratch, manifest)
         os.rename(scratch, target)
     except OSError:
@@ -280,6 +281,16 @@ def make_synthetic_voc(root, num_train=300, num_val=100, seed=0, year=2007,
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return _check_existing(target, manifest)
+
+
+def _open_to_all(directory):
+    """Give ``directory`` the mode ``os.makedirs`` would (``mkdtemp`` makes it 0700).
+
+    Several users' workers can then read one copy of the dataset.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(directory, 0o777 & ~umask)
 
 
 def _check_existing(target, manifest):

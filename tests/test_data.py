@@ -1,6 +1,7 @@
 """The synthetic VOC dataset: deterministic files that GluonCV's VOCDetection reads."""
 import hashlib
 import os
+import stat
 from xml.etree import ElementTree
 
 import gluoncv
@@ -164,6 +165,16 @@ def test_existing_dataset_is_reused_and_a_different_one_refused(tmp_path):
     with pytest.raises(ValueError, match='different dataset'):
         make_synthetic_voc(str(tmp_path), seed=1, **SMALL)
     assert not [n for n in os.listdir(str(tmp_path)) if n.startswith('.')]   # no scratch left
+
+
+def test_the_dataset_directory_has_the_mode_makedirs_gives(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        directory = make_synthetic_voc(str(tmp_path), **SMALL)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o755    # not mkdtemp's 0700
+    assert stat.S_IMODE(os.stat(os.path.join(directory, 'JPEGImages')).st_mode) == 0o755
 
 
 @pytest.mark.parametrize('kwargs, name', [
