@@ -150,22 +150,37 @@ def plot_metrics(path, metrics):
 
 
 def _title(args):
-    keys = ('network', 'rpn_sampler', 'rcnn_sampler', 'miner', 'dataset', 'epochs', 'seed')
-    return ', '.join('{}={}'.format(k, args[k]) for k in keys if k in args)
+    keys = ('network', 'rpn_sampler', 'rcnn_sampler', 'miner', 'dataset', 'epochs',
+            'max_iters', 'seed')
+    return ', '.join('{}={}'.format(k, args[k]) for k in keys if args.get(k) is not None)
 
 
-def _smooth(values, window=20):
-    values = np.asarray(values, dtype=float)
-    if len(values) < window:
-        return values
-    return np.convolve(values, np.ones(window) / window, mode='valid')
+def smoothing_window(length, window=20):
+    """Iterations averaged per point of a loss curve of ``length`` iterations.
+
+    ``window``, or fewer on a short run (at least four points, one iteration
+    a point below eight iterations), so that a curve is never a single point.
+    """
+    return max(1, min(window, length // 4))
+
+
+def _smooth(values, window):
+    """Running means of ``window`` consecutive values: (len - window + 1,)."""
+    return np.convolve(np.asarray(values, dtype=float), np.ones(window) / window, mode='valid')
 
 
 def _plot_losses(ax, curve):
+    length = min((len(values) for values in curve.values()), default=0)
+    window = smoothing_window(length)
     for name, values in curve.items():
-        ax.plot(_smooth(values), label=name)
-    ax.set(title='training losses (20-iteration mean)', xlabel='iteration', yscale='log')
-    ax.legend(fontsize=8)
+        if values:
+            points = _smooth(values, window)
+            ax.plot(np.arange(len(points)) + window, points, label=name,
+                    marker='.' if len(points) < 50 else None)
+    ax.set(title='training losses ({}-iteration mean)'.format(window), xlabel='iteration',
+           yscale='log')
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
 
 
 def _plot_map(ax, epochs):

@@ -100,3 +100,25 @@ def test_evaluation_figure_lays_out_for_any_number_of_classes(tmp_path, num_clas
     assert not layout_warnings(caught)
     with open(path, 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_loss_curves_of_short_runs_keep_several_points():
+    assert [plots.smoothing_window(n) for n in (0, 1, 7, 8, 20, 79, 80, 1800)] == \
+        [1, 1, 1, 2, 5, 19, 20, 20]
+    import matplotlib.pyplot as plt
+    for length in (1, 3, 20, 1800):
+        figure, ax = plt.subplots()
+        plots._plot_losses(ax, {'total': list(np.linspace(2, 1, length)), 'rpn': [1.] * length})
+        lines = ax.get_lines()
+        window = plots.smoothing_window(length)
+        assert [len(line.get_xdata()) for line in lines] == [length - window + 1] * 2
+        assert lines[0].get_xdata()[-1] == length               # the last point: the last iteration
+        assert '{}-iteration mean'.format(window) in ax.get_title()
+        plt.close(figure)
+
+
+def test_the_run_title_names_an_iteration_limit():
+    assert plots._title({'network': 'tiny', 'epochs': 12, 'max_iters': None}) == \
+        'network=tiny, epochs=12'
+    assert plots._title({'epochs': 12, 'max_iters': 20, 'seed': 0}) == \
+        'epochs=12, max_iters=20, seed=0'
