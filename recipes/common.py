@@ -8,6 +8,7 @@ here:
 - data: :func:`build_datasets` (the synthetic VOC dataset, made when missing,
   a real VOCdevkit or COCO), :func:`train_loader` (each worker of a
   distributed run reads its own shard), :func:`val_loader`;
+- running: :func:`run_script` (a recipe's entry point);
 - devices and distribution: :func:`contexts`, :class:`Distributed` (MXNet's
   parameter server through ``gluon.Trainer``), :func:`share_untrained`,
   :func:`build_trainer`;
@@ -102,7 +103,7 @@ def add_common_args(parser, save_prefix, epochs, lr, batch_size):
              "'dist_device_sync' for data-parallel training over MXNet's parameter "
              'server (default: %(default)s)')
     add('--save-prefix', default=save_prefix,
-        help='outputs go to PREFIX.params, .json, .png and .log; with several workers '
+        help='outputs go to PREFIX.params, .ckpt, .json, .png and .log; with several workers '
              'PREFIX-workerR.* (default: %(default)s)')
     add('--log-interval', type=int, default=50,
         help='log running losses every N iterations (default: %(default)s)')
@@ -147,6 +148,18 @@ def voc_split(text):
         raise argparse.ArgumentTypeError('{!r} is not YEAR:NAME, e.g. 2007:trainval'
                                          .format(text))
     return int(year), name
+
+
+def run_script(main):
+    """Call a training recipe's ``main()``; Ctrl-C ends it with status 130, no traceback.
+
+    :meth:`Run.train` has already logged where the checkpoint is; a traceback
+    after that message would only suggest the save failed.
+    """
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 def seed_everything(seed):

@@ -88,17 +88,19 @@ BLOCKS = {
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--iterations', type=int, default=10000, help='calls per block')
     parser.add_argument('--warmup', type=int, default=200,
                         help='calls before the first memory reading')
     parser.add_argument('--reshape-every', type=int, default=500,
                         help='calls between changes of input shape')
-    parser.add_argument('--only', default='', help='comma-separated block names (default: all)')
+    parser.add_argument('--only', default='all', help='comma-separated block names')
     parser.add_argument('--tolerance-mb', type=float, default=20.,
                         help='largest resident-memory growth accepted per block')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--out', default=os.path.join('runs', 'soak.json'))
+    parser.add_argument('--seed', type=int, default=0, help='seed of the inputs and draws')
+    parser.add_argument('--out', default=os.path.join('runs', 'soak.json'),
+                        help='where the table is written as JSON')
     return parser.parse_args(argv)
 
 
@@ -129,7 +131,7 @@ def soak(name, make_block, make_inputs, sizes, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    names = [n for n in args.only.split(',') if n] or list(BLOCKS)
+    names = [n for n in args.only.split(',') if n not in ('', 'all')] or list(BLOCKS)
     unknown = [n for n in names if n not in BLOCKS]
     if unknown:
         raise SystemExit('unknown block(s) {}; known: {}'.format(', '.join(unknown),

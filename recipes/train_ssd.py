@@ -461,4 +461,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    common.run_script(main)

@@ -182,3 +182,31 @@ def test_dist_sync_workers_resume_from_their_own_checkpoints(voc_root, tmp_path)
         assert metrics['final']['iterations'] == 4
         with open('{}-worker{}.log'.format(prefix, rank)) as f:
             assert 'optimizer states restarted' in f.read()
+
+
+# the recipe run as a script, its first epoch interrupted as by Ctrl-C
+CTRL_C_SCRIPT = """
+import runpy, sys
+sys.path.insert(0, {recipes!r})
+import common
+def interrupted(*args):
+    raise KeyboardInterrupt
+common.train_epoch = interrupted
+sys.argv = [{recipe!r}] + sys.argv[1:]
+runpy.run_path({recipe!r}, run_name='__main__')
+"""
+
+
+@pytest.mark.parametrize('recipe', sorted(RECIPES))
+def test_ctrl_c_ends_a_recipe_with_its_message_and_no_traceback(voc_root, tmp_path, recipe):
+    import subprocess
+    path = os.path.join(os.path.dirname(common.__file__), 'train_{}.py'.format(recipe))
+    code = CTRL_C_SCRIPT.format(recipes=os.path.dirname(path), recipe=path)
+    done = subprocess.run(
+        [sys.executable, '-c', code] + RECIPES[recipe][1] +
+        ['--dataset-root', voc_root, '--save-prefix', str(tmp_path / 'run')],
+        capture_output=True, text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 130, output
+    assert 'interrupted in epoch 1: nothing saved yet' in output
+    assert 'Traceback' not in output
