@@ -4,9 +4,10 @@
 PREFIX is a training run's ``--save-prefix``: ``PREFIX.json`` says which recipe
 built which network for which classes with which flags, ``PREFIX.params`` holds
 its latest weights (a finished or an interrupted run). By default the run's own
-validation images are evaluated; ``--dataset``, ``--dataset-root`` and
-``--num-val-images`` choose others with the same classes. Writes
-``PREFIX-eval.json`` and ``PREFIX-eval.png`` (or ``--output``).
+validation images are evaluated; ``--dataset``, ``--dataset-root``,
+``--val-splits`` and ``--num-val-images`` choose others with the same classes
+(a VOC-format dataset is read for the run's classes, in its label order).
+Writes ``PREFIX-eval.json``, ``.png`` and ``.log`` (or ``--output``).
 
     python recipes/evaluate.py runs/faster_rcnn
     python recipes/evaluate.py runs/ssd --num-val-images all
@@ -32,6 +33,9 @@ def parse_args(argv=None):
     add('--dataset', choices=common.DATASETS, default=None,
         help="evaluate on this dataset's validation split (default: the run's)")
     add('--dataset-root', default=None, help="where it is (default: the run's)")
+    add('--val-splits', nargs='+', type=common.voc_split, default=None, metavar='YEAR:NAME',
+        help="--dataset voc: the image lists, VOC<YEAR>/ImageSets/Main/<NAME>.txt "
+             "(default: the run's when it trained on --dataset voc, else 2007:test)")
     add('--num-val-images', default=None,
         help="the first N validation images, or 'all' (default: as many as the run evaluated)")
     add('--gpus', type=int, nargs='*', default=[],
@@ -39,8 +43,10 @@ def parse_args(argv=None):
     add('--num-workers', type=int, default=0,
         help='DataLoader worker processes (default: %(default)s)')
     add('--output', default=None,
-        help='write OUTPUT.json and OUTPUT.png (default: PREFIX-eval)')
+        help='write OUTPUT.json, OUTPUT.png and OUTPUT.log (default: PREFIX-eval)')
     args = parser.parse_args(argv)
+    if args.val_splits is not None and args.dataset != 'voc':
+        parser.error('--val-splits needs --dataset voc')
     if args.num_val_images not in (None, 'all') and not (
             args.num_val_images.isdigit() and int(args.num_val_images) >= 1):
         parser.error("--num-val-images takes a number >= 1 or 'all', got {!r}".format(
@@ -49,11 +55,18 @@ def parse_args(argv=None):
 
 
 def settings(run, args):
-    """The run's flags, with the evaluation's data and devices."""
+    """The run's flags, with the evaluation's data and devices.
+
+    A VOC-format dataset is read for the run's classes, whatever the run
+    trained on: the labels then follow the detector's (objects of other classes
+    are skipped, as in training). ``--val-splits`` replaces the run's.
+    """
     flags = dict(run['args'], gpus=args.gpus, num_workers=args.num_workers)
-    for name in ('dataset', 'dataset_root'):
+    for name in ('dataset', 'dataset_root', 'val_splits'):
         if getattr(args, name) is not None:
             flags[name] = getattr(args, name)
+    if flags['dataset'] == 'voc':
+        flags['classes'] = run['classes']
     if args.num_val_images is not None:
         flags['num_val_images'] = (None if args.num_val_images == 'all'
                                    else int(args.num_val_images))

@@ -62,6 +62,21 @@ def test_other_images_and_bad_runs(voc_root, tmp_path):
         evaluate.main([prefix])
 
 
+def test_a_run_evaluated_on_voc_format_data_with_its_own_classes(voc_root, tmp_path):
+    # the synthetic dataset is a VOCdevkit layout: read as --dataset voc (for the run's
+    # classes, its val split) it must give the run's own evaluation
+    prefix = str(tmp_path / 'run')
+    trained = train('faster_rcnn', voc_root, prefix)
+    result = evaluate.main([prefix, '--dataset', 'voc', '--dataset-root', voc_root,
+                            '--val-splits', '2007:val', '--output', str(tmp_path / 'voc')])
+    assert result['dataset'] == 'voc' and result['images'] == 8
+    assert result['map'] == trained['final']['map']
+    with pytest.raises(SystemExit, match='ImageSets/Main/test.txt'):      # VOC07 test by default
+        evaluate.main([prefix, '--dataset', 'voc', '--dataset-root', voc_root])
+    with pytest.raises(SystemExit):
+        evaluate.parse_args([prefix, '--val-splits', '2007:val'])       # needs --dataset voc
+
+
 class FakeMetric(object):
     """What precision_curves reads of GluonCV's VOC metric: per-label recall and precision
     of the detections in descending score order (None: no ground truth)."""
