@@ -27,6 +27,13 @@ def _figure(rows, columns, size):
     return plt.subplots(rows, columns, figsize=size)
 
 
+def _epoch_axis(ax):
+    """Label the x axis 'epoch', with whole-number ticks only (one epoch: one tick)."""
+    from matplotlib.ticker import MaxNLocator  # pylint: disable=import-outside-toplevel
+    ax.set_xlabel('epoch')
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
 def _save(figure, path, title):
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
     figure.suptitle(title)
@@ -194,7 +201,8 @@ def _plot_map(ax, epochs):
                 marker='.', color='tab:purple', label='COCO AP@[.5:.95]')
         ax.legend(fontsize=8)
     ax.set(title='VOC07 AP@0.5{} on the validation set'.format(' and COCO AP' if coco else ''),
-           xlabel='epoch', ylim=(0, 1))
+           ylim=(0, 1))
+    _epoch_axis(ax)
 
 
 def _plot_counts(ax, epochs):
@@ -208,7 +216,8 @@ def _plot_counts(ax, epochs):
                     label='{} {}'.format(stage, kind.split('_')[0]))
         ax.plot(xs, [100 * e['sampler'][stage]['fill_rate'] for e in epochs], ':', marker='.',
                 label='{} fill rate (%)'.format(stage))
-    ax.set(title='samples per image', xlabel='epoch', yscale='log')
+    ax.set(title='samples per image', yscale='log')
+    _epoch_axis(ax)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
 
@@ -237,7 +246,8 @@ def _plot_mining(ax, epochs):
             label='mined candidates')
     ax.plot(xs, [e['sampler']['mining']['all_loss_mean'] for e in mined], marker='.',
             label='all candidates')
-    ax.set(title='mean loss: mined against all', xlabel='epoch')
+    ax.set(title='mean loss: mined against all')
+    _epoch_axis(ax)
     ax.legend(fontsize=8)
 
 

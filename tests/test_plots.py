@@ -122,3 +122,17 @@ def test_the_run_title_names_an_iteration_limit():
         'network=tiny, epochs=12'
     assert plots._title({'epochs': 12, 'max_iters': 20, 'seed': 0}) == \
         'epochs=12, max_iters=20, seed=0'
+
+
+def test_epoch_axes_tick_whole_epochs_only(tmp_path):
+    import matplotlib.pyplot as plt
+    metrics = run_metrics(3, epochs=1)
+    metrics['epochs'][0]['sampler']['mining'] = {'mined_loss_mean': 1., 'all_loss_mean': .5}
+    for plot in (plots._plot_map, plots._plot_counts, plots._plot_mining):
+        figure, ax = plt.subplots()
+        plot(ax, metrics['epochs'])
+        figure.canvas.draw()
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), (plot.__name__, ticks)
+        assert ax.get_xlabel() == 'epoch'
+        plt.close(figure)
