@@ -25,7 +25,7 @@ makes GluonCV's batchify functions accept it.
 import json
 import os
 import shutil
-import tempfile
+import uuid
 from xml.etree import ElementTree
 
 import numpy as np
@@ -270,9 +270,11 @@ def make_synthetic_voc(root, num_train=300, num_val=100, seed=0, year=2007,
     if os.path.isdir(target):
         return _check_existing(target, manifest)
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix='.VOC{}-'.format(year), dir=os.path.dirname(target))
+    # os.mkdir, not tempfile.mkdtemp (mode 0700): the umask and a setgid parent apply,
+    # so other users' workers can read the dataset
+    scratch = os.path.join(os.path.dirname(target), '.VOC{}-{}'.format(year, uuid.uuid4().hex))
+    os.mkdir(scratch)
     try:
-        _open_to_all(scratch)
         _write(scratch, manifest)
         os.rename(scratch, target)
     except OSError:
@@ -281,16 +283,6 @@ def make_synthetic_voc(root, num_train=300, num_val=100, seed=0, year=2007,
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return _check_existing(target, manifest)
-
-
-def _open_to_all(directory):
-    """Give ``directory`` the mode ``os.makedirs`` would (``mkdtemp`` makes it 0700).
-
-    Several users' workers can then read one copy of the dataset.
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(directory, 0o777 & ~umask)
 
 
 def _check_existing(target, manifest):
@@ -329,7 +321,7 @@ def _write(directory, manifest):
 
 
 def check_class_names(classes):
-    """``classes`` as a tuple, or ValueError unless they are names GluonCV can match.
+    """The class names as a tuple, checked to be names GluonCV can match.
 
     GluonCV lower-cases and strips every name it reads from an annotation, so a
     class named otherwise would silently match no object.
@@ -337,18 +329,29 @@ def check_class_names(classes):
     Parameters
     ----------
     classes : sequence of str
-        Class names in label order: at least one, distinct, in lower case, no
-        surrounding spaces (a single string is refused, not split into letters).
+        Class names in label order.
+
+    Returns
+    -------
+    tuple of str
+        ``classes``.
+
+    Raises
+    ------
+    ValueError
+        Unless ``classes`` holds at least one name, every one a non-empty
+        string in lower case without surrounding spaces, none twice; a single
+        string is refused, not split into letters.
     """
     if isinstance(classes, str):
         raise ValueError('classes must be a sequence of names, got the string '
                          '{!r}'.format(classes))
     classes = tuple(classes)
-    if (not classes or len(set(classes)) != len(classes)
-            or any(not isinstance(c, str) or c != c.strip().lower() for c in classes)):
-        raise ValueError('classes must be distinct names, at least one, in lower case '
-                         '(GluonCV lower-cases the names it reads); got {}'
-                         .format(list(classes)))
+    if (not classes or any(not isinstance(c, str) or not c or c != c.strip().lower()
+                           for c in classes) or len(set(classes)) != len(classes)):
+        raise ValueError('classes must be distinct names, at least one, non-empty strings in '
+                         'lower case without surrounding spaces (GluonCV lower-cases and strips '
+                         'the names it reads); got {}'.format(list(classes)))
     return classes
 
 

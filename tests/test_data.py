@@ -141,7 +141,7 @@ def test_voc_format_reader_takes_its_classes(root, train):
     assert named.classes == CLASSES and len(named) == len(train)
     assert all((named[i][1] == train[i][1]).all() for i in range(10))
     assert VOCFormatDetection.CLASSES == gluoncv.data.VOCDetection.CLASSES   # default: VOC's
-    for bad in ([], ['disc', 'disc'], ['Disc'], [' disc'], [3]):
+    for bad in ([], ['disc', 'disc'], ['Disc'], [' disc'], [3], [''], ['disc', ['square']]):
         with pytest.raises(ValueError, match='classes must be distinct'):
             VOCFormatDetection(root, splits=((2007, 'train'),), classes=bad)
     with pytest.raises(ValueError, match="the string 'disc'"):
@@ -167,14 +167,19 @@ def test_existing_dataset_is_reused_and_a_different_one_refused(tmp_path):
     assert not [n for n in os.listdir(str(tmp_path)) if n.startswith('.')]   # no scratch left
 
 
-def test_the_dataset_directory_has_the_mode_makedirs_gives(tmp_path):
-    umask = os.umask(0o022)
+@pytest.mark.parametrize('umask, mode', [(0o022, 0o755), (0o027, 0o750)])
+def test_the_dataset_directory_has_the_mode_makedirs_gives(tmp_path, umask, mode):
+    shared = tmp_path / 'shared'
+    shared.mkdir()
+    os.chmod(str(shared), 0o2775)                               # a group's setgid directory
+    before = os.umask(umask)
     try:
-        directory = make_synthetic_voc(str(tmp_path), **SMALL)
+        directory = make_synthetic_voc(str(shared), **SMALL)
+        assert os.umask(umask) == umask                         # the umask was left alone
     finally:
-        os.umask(umask)
-    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o755    # not mkdtemp's 0700
-    assert stat.S_IMODE(os.stat(os.path.join(directory, 'JPEGImages')).st_mode) == 0o755
+        os.umask(before)
+    # not tempfile.mkdtemp's 0700, and the setgid bit a shared group's folder passes on
+    assert stat.S_IMODE(os.stat(directory).st_mode) == stat.S_ISGID | mode
 
 
 @pytest.mark.parametrize('kwargs, name', [
