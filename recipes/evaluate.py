@@ -45,8 +45,6 @@ def parse_args(argv=None):
     add('--output', default=None,
         help='write OUTPUT.json, OUTPUT.png and OUTPUT.log (default: PREFIX-eval)')
     args = parser.parse_args(argv)
-    if args.val_splits is not None and args.dataset != 'voc':
-        parser.error('--val-splits needs --dataset voc')
     if args.num_val_images not in (None, 'all') and not (
             args.num_val_images.isdigit() and int(args.num_val_images) >= 1):
         parser.error("--num-val-images takes a number >= 1 or 'all', got {!r}".format(
@@ -67,6 +65,8 @@ def settings(run, args):
             flags[name] = getattr(args, name)
     if flags['dataset'] == 'voc':
         flags['classes'] = run['classes']
+    elif args.val_splits is not None:
+        raise SystemExit('--val-splits needs --dataset voc, not {}'.format(flags['dataset']))
     if args.num_val_images is not None:
         flags['num_val_images'] = (None if args.num_val_images == 'all'
                                    else int(args.num_val_images))
@@ -94,6 +94,7 @@ def main(argv=None):
               'seconds': time.time() - tic, 'map': common.average_precisions(metric),
               'recall_levels': common.RECALL_LEVELS.tolist(),
               'precision': common.precision_curves(metric, classes)}
+    check_ground_truth(result['map'], classes, flags, logger)
     if coco is not None:
         result['coco'] = coco.get()
         logger.info('COCO %s', _fmt(result['coco']))
@@ -102,6 +103,23 @@ def main(argv=None):
     logger.info('%s on %d %s images: VOC07 AP %s; wrote %s.{json,png,log}', args.prefix,
                 len(val_set), flags.dataset, _fmt(result['map']), output)
     return result
+
+
+def check_ground_truth(aps, classes, flags, logger):
+    """SystemExit when the images hold no object of the run's classes; else warn of those missing.
+
+    aps: class name -> AP, None for a class without ground truth. A VOC-format
+    dataset is read for the run's classes and skips other objects, so a wrong
+    ``--dataset-root`` would otherwise report nothing but n/a.
+    """
+    missing = [name for name in classes if aps.get(name) is None]
+    if len(missing) == len(classes):
+        raise SystemExit('the {} images of --dataset {} at {} hold no object of the run\'s '
+                         'classes ({}): not the dataset it was trained for?'.format(
+                             flags.num_val_images or 'validation', flags.dataset,
+                             flags.dataset_root, ', '.join(classes)))
+    if missing:
+        logger.warning('no object of %s in these images: their AP is n/a', ', '.join(missing))
 
 
 def _fmt(aps):

@@ -1,6 +1,9 @@
 """recipes/evaluate.py: a trained run's detector evaluated again, and its precision curves."""
+import glob
 import json
 import os
+import re
+import shutil
 import sys
 
 import numpy as np
@@ -73,8 +76,20 @@ def test_a_run_evaluated_on_voc_format_data_with_its_own_classes(voc_root, tmp_p
     assert result['map'] == trained['final']['map']
     with pytest.raises(SystemExit, match='ImageSets/Main/test.txt'):      # VOC07 test by default
         evaluate.main([prefix, '--dataset', 'voc', '--dataset-root', voc_root])
-    with pytest.raises(SystemExit):
-        evaluate.parse_args([prefix, '--val-splits', '2007:val'])       # needs --dataset voc
+    with pytest.raises(SystemExit, match='--val-splits needs --dataset voc, not synthetic'):
+        evaluate.main([prefix, '--val-splits', '2007:val'])
+    # the same images with other class names: nothing of the run's classes to evaluate
+    other = tmp_path / 'other'
+    shutil.copytree(voc_root, str(other))
+    for path in glob.glob(str(other / 'VOC2007' / 'Annotations' / '*.xml')):
+        with open(path) as f:
+            text = f.read()
+        with open(path, 'w') as f:
+            f.write(re.sub('<name>[a-z]+</name>', '<name>cat</name>', text))
+    with pytest.raises(SystemExit, match="hold no object of the run's classes"):
+        evaluate.main([prefix, '--dataset', 'voc', '--dataset-root', str(other),
+                       '--val-splits', '2007:val', '--output', str(tmp_path / 'cats')])
+    assert not os.path.exists(str(tmp_path / 'cats.json'))
 
 
 class FakeMetric(object):
