@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import random
+import signal
 import sys
 import time
 import warnings
@@ -151,15 +152,28 @@ def voc_split(text):
 
 
 def run_script(main):
-    """Call a training recipe's ``main()``; Ctrl-C ends it with status 130, no traceback.
+    """Call a training recipe's ``main()``; Ctrl-C ends it as SIGINT does, without a traceback.
 
-    :meth:`Run.train` has already logged where the checkpoint is; a traceback
-    after that message would only suggest the save failed.
+    A run interrupted in training has logged where its checkpoint is
+    (:meth:`Run.train`); an interruption before that prints one line. The
+    process then dies by SIGINT's default action (status 130 in a shell), so a
+    shell loop over recipes stops as well.
+
+    Parameters
+    ----------
+    main : callable
+        The recipe's entry point, called without arguments.
     """
     try:
         main()
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as interrupt:
+        if not getattr(interrupt, 'logged', False):
+            print('interrupted before training started', file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        sys.exit(130)           # where SIGINT's default action does not end the process
 
 
 def seed_everything(seed):
@@ -521,13 +535,14 @@ class Run(object):
                 self.save(net, trainer, epoch, finished=last)
                 if last:
                     break
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             if report.metrics['epochs']:
                 self.plot_so_far()
             self.logger.warning('interrupted in epoch %d: %s', epoch, 'nothing saved yet' if
                                 epoch == 1 else '{} holds the run up to epoch {}; the same '
                                 'command with --resume continues it'.format(
                                     self.paths['ckpt'], epoch - 1))
+            interrupt.logged = True         # for run_script
             raise
         report.finish(self.paths, time.time() - self.start, self.logger)
         return report.metrics
