@@ -18,6 +18,8 @@ import numpy as np
 FEW_CLASSES = 10
 #: A per-class AP chart shows at most this many classes: the lowest and highest half.
 MAX_BARS = 24
+#: A loss curve of fewer points than this marks each point.
+MARKED_POINTS = 50
 
 
 def _figure(rows, columns, size):
@@ -165,8 +167,16 @@ def _title(args):
 def smoothing_window(length, window=20):
     """Iterations averaged per point of a loss curve of ``length`` iterations.
 
-    ``window``, or fewer on a short run (at least four points, one iteration
-    a point below eight iterations), so that a curve is never a single point.
+    ``window``, or fewer on a short run: at least four points from eight
+    iterations on, one iteration a point below that (so only a one-iteration
+    run draws a single point).
+
+    Parameters
+    ----------
+    length : int
+        Iterations in the curve, >= 0.
+    window : int, default 20
+        Iterations a point on a long run.
     """
     return max(1, min(window, length // 4))
 
@@ -183,9 +193,10 @@ def _plot_losses(ax, curve):
         if values:
             points = _smooth(values, window)
             ax.plot(np.arange(len(points)) + window, points, label=name,
-                    marker='.' if len(points) < 50 else None)
-    ax.set(title='training losses ({}-iteration mean)'.format(window), xlabel='iteration',
-           yscale='log')
+                    marker='.' if len(points) < MARKED_POINTS else None)
+    ax.set(title='training losses ({})'.format(
+        'per iteration' if window == 1 else '{}-iteration mean'.format(window)),
+        xlabel='iteration', yscale='log')
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
 

@@ -112,8 +112,11 @@ def test_loss_curves_of_short_runs_keep_several_points():
         lines = ax.get_lines()
         window = plots.smoothing_window(length)
         assert [len(line.get_xdata()) for line in lines] == [length - window + 1] * 2
-        assert lines[0].get_xdata()[-1] == length               # the last point: the last iteration
-        assert '{}-iteration mean'.format(window) in ax.get_title()
+        # each point: the mean of the `window` iterations up to its x (1-based)
+        assert lines[0].get_xdata()[0] == window and lines[0].get_xdata()[-1] == length
+        assert np.isclose(lines[0].get_ydata()[0], np.linspace(2, 1, length)[:window].mean())
+        assert ('per iteration' if window == 1 else '{}-iteration mean'.format(window)) \
+            in ax.get_title()
         plt.close(figure)
 
 
