@@ -395,6 +395,16 @@ class VOCFormatDetection(VOCDetection):
         """Class names, in label order."""
         return self._classes
 
+    def object_counts(self):
+        """Objects of each class in the annotations, difficult ones included: (C,) int64.
+
+        Read from the labels GluonCV preloads (parsed again without
+        ``preload_label``); no image is read.
+        """
+        labels = self._label_cache or [self._load_label(i) for i in range(len(self))]
+        return np.bincount(np.concatenate([label[:, 4] for label in labels] + [[]])
+                           .astype('int64'), minlength=len(self.classes))
+
     def _load_label(self, idx):
         """GluonCV's parser; labels (K, 6), K = 0 for an image without objects."""
         label = super(VOCFormatDetection, self)._load_label(idx)

@@ -298,8 +298,23 @@ def _voc(root, train, classes=None, train_splits=None, val_splits=None):
     if missing:
         raise SystemExit('--dataset voc reads a VOCdevkit at --dataset-root; missing: {}'
                          .format(', '.join(missing)))
-    return (VOCFormatDetection(root, splits=train_splits, classes=classes) if train else None,
-            VOCFormatDetection(root, splits=val_splits, classes=classes))
+    return (_voc_set(root, train_splits, classes) if train else None,
+            _voc_set(root, val_splits, classes))
+
+
+def _voc_set(root, splits, classes):
+    """A :class:`VOCFormatDetection`, or SystemExit when it holds no object of its classes.
+
+    Objects of other classes are skipped, so a wrong ``--dataset-root`` or
+    misspelled ``--classes`` would otherwise train or evaluate on empty images.
+    """
+    dataset = VOCFormatDetection(root, splits=splits, classes=classes)
+    if not dataset.object_counts().any():
+        raise SystemExit("the {} images of {} hold no object of the run's classes ({}): are "
+                         '--dataset-root and --classes right?'.format(
+                             len(dataset), ' '.join('{}:{}'.format(*s) for s in splits),
+                             ', '.join(dataset.classes)))
+    return dataset
 
 
 def _coco(root, train):

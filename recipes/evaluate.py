@@ -108,9 +108,9 @@ def main(argv=None):
 def check_ground_truth(aps, classes, flags, logger):
     """SystemExit when the images hold no object of the run's classes; else warn of those missing.
 
-    aps: class name -> AP, None for a class without ground truth. A VOC-format
-    dataset is read for the run's classes and skips other objects, so a wrong
-    ``--dataset-root`` would otherwise report nothing but n/a.
+    aps: class name -> AP, None for a class without ground truth. The images
+    evaluated: a VOC-format split without any is refused when it is read
+    (``common.build_datasets``), this catches its first ``--num-val-images``.
     """
     missing = [name for name in classes if aps.get(name) is None]
     if len(missing) == len(classes):

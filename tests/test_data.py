@@ -148,6 +148,17 @@ def test_voc_format_reader_takes_its_classes(root, train):
         VOCFormatDetection(root, splits=((2007, 'train'),), classes='disc')
 
 
+def test_object_counts_come_from_the_annotations(root, train, labels):
+    want = np.bincount(np.concatenate([label[:, 4] for label in labels]).astype(int),
+                       minlength=len(CLASSES))
+    assert train.object_counts().tolist() == want.tolist() and want.all()
+    unloaded = VOCFormatDetection(root, splits=((2007, 'train'),), classes=CLASSES,
+                                  preload_label=False)
+    assert unloaded.object_counts().tolist() == want.tolist()
+    others = VOCFormatDetection(root, splits=((2007, 'train'),), classes=['cat'])
+    assert others.object_counts().tolist() == [0]
+
+
 def test_a_subclass_with_upper_case_classes_is_refused(root):
     # GluonCV lower-cases annotation names: 'Disc' would silently match no object
     class Shouting(VOCFormatDetection):

@@ -197,6 +197,16 @@ def test_a_voc_format_dataset_of_your_own_classes_and_splits(voc_root, tmp_path)
                                                  if c != 1)
 
 
+def test_classes_naming_no_object_are_refused_before_training(voc_root, tmp_path):
+    # a misspelled class would otherwise train on images whose objects are all skipped
+    with pytest.raises(SystemExit, match=r"the 300 images of 2007:train hold no object of "
+                                         r"the run's classes \(disk\)"):
+        train_faster_rcnn.main(['--dataset', 'voc', '--dataset-root', voc_root,
+                                '--classes', 'disk', '--train-splits', '2007:train',
+                                '--val-splits', '2007:val', '--save-prefix',
+                                str(tmp_path / 'run')])
+
+
 @pytest.mark.parametrize('flags, message', [
     (['--classes', 'a', 'b'], '--classes need --dataset voc'),
     (['--dataset', 'voc', '--classes', 'a', 'a'], '--classes must be distinct'),
