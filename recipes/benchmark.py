@@ -3,7 +3,8 @@
 
 Every section times both implementations in this one process, on the same CPU,
 and prints a Markdown table with their ratio; ``--out`` keeps all tables as
-JSON. Sections live in ``recipes/bench_*.py``: each defines ``NAME``, ``TITLE``
+JSON, rewritten after each section, so Ctrl-C keeps the finished ones (the
+JSON then names the section interrupted, ``interrupted_in``). Sections live in ``recipes/bench_*.py``: each defines ``NAME``, ``TITLE``
 and ``run(quick)``, which returns ``(columns, rows, notes)``.
 
     python recipes/benchmark.py                 # every section
@@ -18,6 +19,8 @@ import os
 import platform
 import sys
 import time
+
+import entry
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 THREAD_VARIABLES = ('OMP_NUM_THREADS', 'MXNET_OMP_MAX_THREADS')
@@ -79,23 +82,43 @@ def main(argv=None):
     print('# gluonmine benchmark ({} CPUs, MXNet {}, {}{})\n'.format(
         os.cpu_count(), mx.__version__, describe_threads(threads),
         ', quick' if args.quick else ''))
-    for name in wanted:
-        module = sections[name]
-        start = time.time()
-        columns, rows, notes = module.run(args.quick)
-        print('## {} (`--only {}`)\n'.format(module.TITLE, name))
-        print(markdown(columns, rows))
-        for note in notes:
-            print('\n' + note)
-        print('\n({:.0f} s)\n'.format(time.time() - start))
-        report['sections'][name] = {'title': module.TITLE, 'columns': columns, 'rows': rows,
-                                    'notes': notes}
+    try:
+        for name in wanted:
+            report['sections'][name] = run_section(sections[name], name, args.quick)
+            write_report(report, args.out)
+    except KeyboardInterrupt as interrupt:
+        report['interrupted_in'] = name
+        finished = len(report['sections'])
+        if finished:
+            write_report(report, args.out)
+        print('interrupted in section {}: {} finished section(s){}'.format(
+            name, finished, ' kept in ' + args.out if finished and args.out else ''),
+            file=sys.stderr)
+        interrupt.logged = True         # for entry.run_script
+        raise
     if args.out:
-        os.makedirs(os.path.dirname(args.out) or '.', exist_ok=True)
-        with open(args.out, 'w') as f:
-            json.dump(report, f, indent=1)
         print('tables written to {}'.format(args.out))
 
 
+def run_section(module, name, quick):
+    """Time one section and print its table; returns what the JSON report keeps of it."""
+    start = time.time()
+    columns, rows, notes = module.run(quick)
+    print('## {} (`--only {}`)\n'.format(module.TITLE, name))
+    print(markdown(columns, rows))
+    for note in notes:
+        print('\n' + note)
+    print('\n({:.0f} s)\n'.format(time.time() - start))
+    return {'title': module.TITLE, 'columns': columns, 'rows': rows, 'notes': notes}
+
+
+def write_report(report, path):
+    """The report so far as JSON at ``path`` (no file for an empty path)."""
+    if path:
+        os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+        with open(path, 'w') as f:
+            json.dump(report, f, indent=1)
+
+
 if __name__ == '__main__':
-    main()
+    entry.run_script(main, 'interrupted before the first section')

@@ -8,7 +8,6 @@ here:
 - data: :func:`build_datasets` (the synthetic VOC dataset, made when missing,
   a real VOCdevkit or COCO), :func:`train_loader` (each worker of a
   distributed run reads its own shard), :func:`val_loader`;
-- running: :func:`run_script` (a recipe's entry point);
 - devices and distribution: :func:`contexts`, :class:`Distributed` (MXNet's
   parameter server through ``gluon.Trainer``), :func:`share_untrained`,
   :func:`build_trainer`;
@@ -31,7 +30,6 @@ import json
 import logging
 import os
 import random
-import signal
 import sys
 import time
 import warnings
@@ -149,31 +147,6 @@ def voc_split(text):
         raise argparse.ArgumentTypeError('{!r} is not YEAR:NAME, e.g. 2007:trainval'
                                          .format(text))
     return int(year), name
-
-
-def run_script(main):
-    """Call a training recipe's ``main()``; Ctrl-C ends it as SIGINT does, without a traceback.
-
-    A run interrupted in training has logged where its checkpoint is
-    (:meth:`Run.train`); an interruption before that prints one line. The
-    process then dies by SIGINT's default action (status 130 in a shell), so a
-    shell loop over recipes stops as well.
-
-    Parameters
-    ----------
-    main : callable
-        The recipe's entry point, called without arguments.
-    """
-    try:
-        main()
-    except KeyboardInterrupt as interrupt:
-        if not getattr(interrupt, 'logged', False):
-            print('interrupted before training started', file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
-        sys.exit(130)           # where SIGINT's default action does not end the process
 
 
 def seed_everything(seed):
@@ -557,7 +530,7 @@ class Run(object):
                                 epoch == 1 else '{} holds the run up to epoch {}; the same '
                                 'command with --resume continues it'.format(
                                     self.paths['ckpt'], epoch - 1))
-            interrupt.logged = True         # for run_script
+            interrupt.logged = True         # for entry.run_script
             raise
         report.finish(self.paths, time.time() - self.start, self.logger)
         return report.metrics

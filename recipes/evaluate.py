@@ -19,6 +19,7 @@ import time
 import checkpoint
 import coco_eval
 import common
+import entry
 import plots
 import train_faster_rcnn
 import train_ssd
@@ -128,4 +129,4 @@ def _fmt(aps):
 
 
 if __name__ == '__main__':
-    main()
+    entry.run_script(main, 'interrupted: no evaluation written')

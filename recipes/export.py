@@ -28,6 +28,8 @@ import warnings
 import mxnet as mx
 import numpy as np
 
+import entry
+
 FORMAT_VERSION = 1
 DETECTORS = ('faster_rcnn', 'ssd')
 # the recipe that wrote a params file (its metrics JSON's 'recipe') -> detector
@@ -286,4 +288,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    entry.run_script(main, 'interrupted: the export is incomplete')

@@ -37,6 +37,7 @@ from mxnet import autograd
 
 import checkpoint
 import common
+import entry
 import train_faster_rcnn
 import train_ssd
 from gluonmine.rcnn import OHEMFasterRCNN, rcnn_sampler_for
@@ -252,4 +253,4 @@ def _draw(ax, boxes, colour, dots=False, alpha=1.):
 
 
 if __name__ == '__main__':
-    main()
+    entry.run_script(main, 'interrupted: no figure written')

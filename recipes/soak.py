@@ -6,6 +6,8 @@ call, and a new batch shape every ``--reshape-every`` calls, cycling through a f
 sizes), while the process's resident memory is sampled. Memory must not grow: the
 resident size after the warm-up is compared with the size at the end, and the
 script exits non-zero when any block grew by more than ``--tolerance-mb``.
+Each block's row is printed, and ``--out`` rewritten, as soon as it finishes,
+so Ctrl-C keeps the finished blocks.
 
     python recipes/soak.py                          # 10,000 iterations of every block
     python recipes/soak.py --only rpn_generator --iterations 2000
@@ -18,6 +20,8 @@ import sys
 import mxnet as mx
 import numpy as np
 from tqdm import tqdm
+
+import entry
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -137,21 +141,34 @@ def main(argv=None):
         raise SystemExit('unknown block(s) {}; known: {}'.format(', '.join(unknown),
                                                                 ', '.join(BLOCKS)))
     mx.random.seed(args.seed)
-    rows = [soak(name, *BLOCKS[name], args) for name in names]
     print('| block | iterations | RSS after warm-up (MiB) | RSS at end (MiB) | growth (MiB) |')
     print('|---|---|---|---|---|')
-    for row in rows:
-        print('| {block} | {iterations} | {rss_after_warmup_mb} | {rss_end_mb} | '
-              '{growth_mb} |'.format(**row))
-    if args.out:
-        os.makedirs(os.path.dirname(args.out) or '.', exist_ok=True)
-        with open(args.out, 'w') as f:
-            json.dump(rows, f, indent=1)
+    rows = []
+    try:
+        for name in names:
+            rows.append(soak(name, *BLOCKS[name], args))
+            print('| {block} | {iterations} | {rss_after_warmup_mb} | {rss_end_mb} | '
+                  '{growth_mb} |'.format(**rows[-1]), flush=True)
+            write_rows(rows, args.out)
+    except KeyboardInterrupt as interrupt:
+        print('interrupted in block {}: {} finished block(s){}'.format(
+            name, len(rows), ' kept in ' + args.out if rows and args.out else ''),
+            file=sys.stderr)
+        interrupt.logged = True         # for entry.run_script
+        raise
     failed = [row['block'] for row in rows if not row['ok']]
     if failed:
         raise SystemExit('memory grew by more than {} MiB: {}'.format(
             args.tolerance_mb, ', '.join(failed)))
 
 
+def write_rows(rows, path):
+    """The table so far as JSON at ``path`` (no file for an empty path)."""
+    if path:
+        os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+        with open(path, 'w') as f:
+            json.dump(rows, f, indent=1)
+
+
 if __name__ == '__main__':
-    main()
+    entry.run_script(main, 'interrupted before the first block')

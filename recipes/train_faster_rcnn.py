@@ -26,6 +26,7 @@ from gluoncv.model_zoo import get_model
 from mxnet import autograd, gluon
 
 import common
+import entry
 from gluonmine.data import NonEmptyLabels, PadEmptyLabels
 from gluonmine.models import tiny_faster_rcnn
 from gluonmine.transforms import FasterRCNNTrainTransform
@@ -276,4 +277,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    common.run_script(main)
+    entry.run_script(main, 'interrupted before training started')

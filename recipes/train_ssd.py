@@ -29,6 +29,7 @@ from mxnet import autograd, gluon
 from mxnet import ndarray as nd
 
 import common
+import entry
 from gluonmine.data import NonEmptyLabels
 from gluonmine.hard_negative import HardNegativeMiner
 from gluonmine.losses import (SSDMultiBoxLoss, class_losses, losses_over_devices, multibox_sums,
@@ -461,4 +462,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    common.run_script(main)
+    entry.run_script(main, 'interrupted before training started')

@@ -68,3 +68,41 @@ def test_rcnn_check_rejects_samples_with_nothing_in_common(rcnn_outputs):
     moved = ours[0] + 0.5
     with pytest.raises(AssertionError, match='in common'):
         bench_rcnn.check_common_rois(theirs, [moved] + list(ours[1:]))
+
+
+class _Section(object):
+    """A stand-in benchmark section: one row, or Ctrl-C while it runs."""
+
+    def __init__(self, name, interrupted=False):
+        self.NAME, self.TITLE, self.interrupted = name, 'section ' + name, interrupted
+
+    def run(self, quick):
+        if self.interrupted:
+            raise KeyboardInterrupt
+        return ['what', 'speedup'], [{'what': self.NAME, 'speedup': '1.00x'}], []
+
+
+def test_ctrl_c_keeps_the_finished_sections(tmp_path, monkeypatch, capsys):
+    import benchmark
+    sections = {'a': _Section('a'), 'b': _Section('b', interrupted=True), 'c': _Section('c')}
+    monkeypatch.setattr(benchmark, 'discover', lambda: sections)
+    out = tmp_path / 'benchmark.json'
+    with pytest.raises(KeyboardInterrupt) as raised:
+        benchmark.main(['--out', str(out)])
+    assert raised.value.logged                  # entry.run_script prints nothing more
+    report = json.loads(out.read_text())
+    assert list(report['sections']) == ['a'] and report['interrupted_in'] == 'b'
+    printed = capsys.readouterr()
+    assert '(`--only a`)' in printed.out and '(`--only c`)' not in printed.out
+    assert 'interrupted in section b: 1 finished section(s) kept in {}'.format(
+        out) in printed.err
+
+
+def test_ctrl_c_in_the_first_section_leaves_an_earlier_report_alone(tmp_path, monkeypatch):
+    import benchmark
+    monkeypatch.setattr(benchmark, 'discover', lambda: {'a': _Section('a', interrupted=True)})
+    out = tmp_path / 'benchmark.json'
+    out.write_text('{"earlier": true}')
+    with pytest.raises(KeyboardInterrupt):
+        benchmark.main(['--out', str(out)])
+    assert json.loads(out.read_text()) == {'earlier': True}

@@ -1,0 +1,62 @@
+"""Every recipe script ends on Ctrl-C as SIGINT does: one line saying what was kept, no traceback."""
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+RECIPES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'recipes')
+
+# a recipe run as a script, Ctrl-C arriving while it parses its flags
+INTERRUPTED_SCRIPT = """
+import argparse, runpy, sys
+def interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+argparse.ArgumentParser.parse_args = interrupted
+sys.path.insert(0, {recipes!r})
+sys.argv = [{path!r}]
+runpy.run_path({path!r}, run_name='__main__')
+"""
+
+# run_script around a main() that reports the interruption itself, or not
+REPORTED_SCRIPT = """
+import sys
+sys.path.insert(0, {recipes!r})
+import entry
+def main():
+    interrupt = KeyboardInterrupt()
+    interrupt.logged = {logged}
+    print('the recipe says what it kept', file=sys.stderr)
+    raise interrupt
+entry.run_script(main, 'nothing reported')
+"""
+
+
+def _run(code):
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=120)
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize('logged, printed', [
+    (True, 'the recipe says what it kept\n'),
+    (False, 'the recipe says what it kept\nnothing reported\n')])
+def test_run_script_adds_its_line_only_for_an_unreported_interruption(logged, printed):
+    code, output = _run(REPORTED_SCRIPT.format(recipes=RECIPES, logged=logged))
+    assert code == -signal.SIGINT and output == printed
+
+
+@pytest.mark.parametrize('recipe, message', [
+    ('train_faster_rcnn', 'interrupted before training started'),
+    ('train_ssd', 'interrupted before training started'),
+    ('evaluate', 'interrupted: no evaluation written'),
+    ('export', 'interrupted: the export is incomplete'),
+    ('show_samples', 'interrupted: no figure written'),
+    ('benchmark', 'interrupted before the first section'),
+    ('soak', 'interrupted before the first block')])
+def test_every_recipe_script_ends_by_sigint_without_a_traceback(recipe, message):
+    path = os.path.join(RECIPES, recipe + '.py')
+    code, output = _run(INTERRUPTED_SCRIPT.format(recipes=RECIPES, path=path))
+    assert code == -signal.SIGINT, output
+    assert output.strip().splitlines()[-1] == message and 'Traceback' not in output
