@@ -664,8 +664,12 @@ def detection_metric(net, loader, ctx, classes, coco=None):
 
 def average_precisions(metric):
     """AP of each class and 'mAP' from a :func:`detection_metric`; None for a class
-    without any ground truth in the evaluated images."""
-    names, values = metric.get()
+    without any ground truth in the evaluated images (for 'mAP': no class has any)."""
+    if not _seen_anything(metric):
+        return {name: None for name in metric.name}
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', 'Mean of empty slice', RuntimeWarning)  # mAP: NaN
+        names, values = metric.get()
     return {name: float(value) if value == value else None for name, value in zip(names, values)}
 
 
@@ -677,7 +681,8 @@ def precision_curves(metric, classes):
     (VOC07 at r = 0, 0.1, ..., 1). Returns class name -> list of 101 floats,
     None for a class without ground truth.
     """
-    recalls, precisions = metric._recall_prec()  # pylint: disable=protected-access
+    recalls, precisions = (metric._recall_prec()  # pylint: disable=protected-access
+                           if _seen_anything(metric) else ([], []))
     curves = {}
     for label, name in enumerate(classes):
         rec = recalls[label] if label < len(recalls) else None
@@ -690,6 +695,12 @@ def precision_curves(metric, classes):
         curves[name] = np.where(reached, best_after[np.minimum(first, len(rec) - 1)]
                                 if len(rec) else 0., 0.).tolist()
     return curves
+
+
+def _seen_anything(metric):
+    """Whether GluonCV's VOC metric saw a detection or a ground truth of any class: one
+    that saw neither raises ValueError when read (``max()`` of no class labels)."""
+    return bool(metric._n_pos)  # pylint: disable=protected-access
 
 
 # ----------------------------------------------------------------------------- statistics

@@ -94,10 +94,12 @@ def test_a_run_evaluated_on_voc_format_data_with_its_own_classes(voc_root, tmp_p
 
 class FakeMetric(object):
     """What precision_curves reads of GluonCV's VOC metric: per-label recall and precision
-    of the detections in descending score order (None: no ground truth)."""
+    of the detections in descending score order (None: no ground truth), and the labels
+    seen (``_n_pos``'s keys)."""
 
     def __init__(self, recalls, precisions):
         self._recalls, self._precisions = recalls, precisions
+        self._n_pos = dict.fromkeys(range(len(recalls)), 1)
 
     def _recall_prec(self):
         return self._recalls, self._precisions
@@ -116,3 +118,34 @@ def test_precision_curves_hand_checked():
     assert curves['square'] == [0.] * 101 and curves['triangle'] is None
     # VOC07's AP is the mean at recall 0, 0.1, ..., 1: (6 x 1 + 2 x 0.75) / 11
     assert np.mean(curves['disc'][::10]) == pytest.approx(7.5 / 11)
+
+
+def _voc_metric(pred_labels, gt_labels):
+    """GluonCV's VOC07 metric after one image: a box per label (-1: padding), each
+    detection on its own ground truth's box."""
+    from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
+    metric = VOC07MApMetric(iou_thresh=0.5, class_names=CLASSES)
+    boxes = np.array([[[10., 10., 50., 50.]] * len(pred_labels)], 'float32')
+    metric.update(boxes, np.array([pred_labels], 'float32'), np.ones((1, len(pred_labels))),
+                  boxes[:, :len(gt_labels)], np.array([gt_labels], 'float32'))
+    return metric
+
+
+@pytest.mark.parametrize('pred_labels', [[-1], [0, 2]])
+def test_images_without_objects_give_no_ap_and_no_warning(pred_labels):
+    # GluonCV's metric raises ValueError when it saw neither a detection nor an object,
+    # and warns "Mean of empty slice" for detections without objects
+    import warnings
+    metric = _voc_metric(pred_labels, [-1])
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        aps = common.average_precisions(metric)
+        curves = common.precision_curves(metric, CLASSES)
+    assert aps == {'disc': None, 'square': None, 'triangle': None, 'mAP': None}
+    assert curves == {'disc': None, 'square': None, 'triangle': None}
+
+
+def test_one_class_found_others_missing():
+    aps = common.average_precisions(_voc_metric([1], [1]))
+    assert aps == {'disc': None, 'square': pytest.approx(1.), 'triangle': None,
+                   'mAP': pytest.approx(1.)}
