@@ -115,7 +115,8 @@ def soak(name, make_block, make_inputs, sizes, args):
     block.initialize()
     block.hybridize(static_alloc=True)
     start = None
-    progress = tqdm(range(args.iterations), desc=name, unit='call', leave=False)
+    progress = tqdm(range(args.iterations), desc=name, unit='call', leave=False, disable=None,
+                    dynamic_ncols=True)                 # hidden when stderr is no terminal
     for i in progress:
         size = sizes[(i // args.reshape_every) % len(sizes)]
         outputs = block(*[mx.nd.array(x) for x in make_inputs(rng, *size)])
