@@ -68,10 +68,14 @@ def install_samplers(net, device_targets=False, rcnn_sampler=None, rpn_sampler=N
       output; the DataLoader then ships images and padded boxes only (e.g.
       ``FasterRCNNTrainTransform(short, max_size, device_targets=True)``).
 
-    In a GluonCV training script, two lines change::
+    In a training script that builds its transform, one line changes::
 
         from gluonmine.rcnn import install_samplers
         train_transform = install_samplers(net)  # was FasterRCNNDefaultTrainTransform(...)
+
+    (GluonCV 0.10's own script passes the transform class instead: there
+    ``net.sampler = rcnn_sampler_for(net)`` and ``FasterRCNNTrainTransform``
+    for ``FasterRCNNDefaultTrainTransform``; README.)
 
     Parameters
     ----------

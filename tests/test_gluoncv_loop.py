@@ -1,0 +1,92 @@
+"""gluonmine's samplers inside GluonCV 0.10's own Faster R-CNN training loop.
+
+The loop of GluonCV's ``scripts/detection/faster_rcnn/train_faster_rcnn.py``,
+built from the pieces it imports from the installed GluonCV (its batchify,
+bucket sampler, ``ForwardBackwardTask``, losses and metrics), with the two
+swaps README gives: gluonmine's transform class where the script passes
+``FasterRCNNDefaultTrainTransform`` (called as the script calls it) and
+gluonmine's RCNN sampler in ``net.sampler``. C4 and FPN nets.
+"""
+import mxnet as mx
+import numpy as np
+import pytest
+from gluoncv.data.batchify import FasterRCNNTrainBatchify
+from gluoncv.data.sampler import SplitSortedBucketSampler
+from gluoncv.model_zoo.rcnn.faster_rcnn.data_parallel import ForwardBackwardTask
+from gluoncv.utils.metrics.rcnn import (RCNNAccMetric, RCNNL1LossMetric, RPNAccMetric,
+                                        RPNL1LossMetric)
+from mxnet import gluon
+
+from gluonmine.data import SyntheticVOCDetection
+from gluonmine.models import tiny_faster_rcnn
+from gluonmine.rcnn import rcnn_sampler_for
+from gluonmine.rcnn_target import RCNNTargetSampler
+from gluonmine.transforms import FasterRCNNTrainTransform
+
+BATCH = 2
+
+
+def c4_net(classes):
+    return tiny_faster_rcnn(classes, per_device_batch_size=BATCH)
+
+
+def fpn_net(classes):
+    from gluoncv.model_zoo.rcnn.faster_rcnn.faster_rcnn import custom_faster_rcnn_fpn
+    return custom_faster_rcnn_fpn(
+        classes, pretrained_base=False, base_network_name='resnet18_v1b', num_fpn_filters=16,
+        num_box_head_conv=1, num_box_head_conv_filters=16, num_box_head_dense_filters=32,
+        rpn_channel=16, short=128, max_size=224, per_device_batch_size=BATCH,
+        rpn_train_pre_nms=1000, rpn_train_post_nms=200, min_stage=2, max_stage=6,
+        strides=(4, 8, 16, 32, 64), scales=(2, 4, 8, 16, 32), clip=4.14)
+
+
+def train_loader(net, dataset, train_transform, use_fpn):
+    """The script's ``get_dataloader`` (one shard, no workers), its transform class given."""
+    sampler = SplitSortedBucketSampler([1.] * len(dataset), BATCH, shuffle=True)
+    return mx.gluon.data.DataLoader(dataset.transform(
+        train_transform(net.short, net.max_size, net, ashape=net.ashape, multi_stage=use_fpn)),
+        batch_sampler=sampler, batchify_fn=FasterRCNNTrainBatchify(net, 1))
+
+
+@pytest.mark.filterwarnings('ignore:Constant parameter')     # the script's grad_req setting
+@pytest.mark.parametrize('make_net, use_fpn', [(c4_net, False), (fpn_net, True)])
+def test_two_iterations_of_gluoncvs_loop(voc_root, make_net, use_fpn):
+    mx.random.seed(0)
+    np.random.seed(0)
+    images = SyntheticVOCDetection(voc_root, splits=((2007, 'train'),))
+    # GluonCV's transform cannot take an image without objects: four that have some
+    dataset = images.take(12).filter(lambda item: len(item[1]) > 0).take(4)
+    net = make_net(images.classes)
+    net.initialize()
+    net.sampler = rcnn_sampler_for(net)                                  # swap 1
+    loader = train_loader(net, dataset, FasterRCNNTrainTransform, use_fpn)  # swap 2
+    net.collect_params().setattr('grad_req', 'null')
+    net.collect_train_params().setattr('grad_req', 'write')
+    trainer = gluon.Trainer(net.collect_train_params(), 'sgd',
+                            {'learning_rate': 0.01, 'wd': 5e-4, 'momentum': 0.9})
+    task = ForwardBackwardTask(net, trainer, gluon.loss.SigmoidBinaryCrossEntropyLoss(
+        from_sigmoid=False), gluon.loss.HuberLoss(rho=1. / 9.),
+        gluon.loss.SoftmaxCrossEntropyLoss(), gluon.loss.HuberLoss(), mix_ratio=1.0,
+        amp_enabled=False)
+    metrics = [RPNAccMetric(), RPNL1LossMetric(), RCNNAccMetric(), RCNNL1LossMetric()]
+    net.hybridize(static_alloc=True)
+    iterations = 0
+    for batch in loader:
+        # the script's split_and_load, one CPU context: images and labels come unsharded
+        shard = [(part[0] if isinstance(part, (list, tuple)) else part).as_in_context(mx.cpu())
+                 for part in batch]
+        result = task.forward_backward(shard)
+        trainer.step(BATCH)
+        for metric, (labels, preds) in zip(metrics, result[4:]):
+            metric.update(labels, preds)
+        losses = np.array([loss.asscalar() for loss in result[:4]])
+        assert np.isfinite(losses).all() and (losses > 0).all()
+        rpn_cls_targets = shard[2].asnumpy()             # (B, anchors of all levels)
+        assert ((rpn_cls_targets >= 0).sum(axis=1) == 256).all()     # gluonmine's RPN quota
+        rcnn_targets = result[6][0][0].asnumpy()         # RCNN class targets, (B, num_sample)
+        assert rcnn_targets.shape == (BATCH, net.sampler.num_sample)
+        assert ((rcnn_targets > 0).sum(axis=1) <= net.sampler.max_pos).all()
+        iterations += 1
+    assert iterations == 2 and isinstance(net.sampler, RCNNTargetSampler)
+    assert all(np.isfinite(metric.get()[1]) for metric in metrics)
+    assert np.abs(net.class_predictor.weight.data().asnumpy()).sum() > 0
