@@ -1,9 +1,10 @@
-"""The recipes' figures: a training run's report, and an evaluation's curves and bars.
+"""The recipes' figures: a training run's report, an evaluation's curves and bars, memory.
 
 - :func:`plot_metrics`: a run's PNG (losses, mAP per epoch and per class,
   sampler statistics), redrawn during the run and at its end;
 - :func:`plot_precision` and :func:`plot_class_ap`: ``evaluate.py``'s
-  precision curves and AP bars.
+  precision curves and AP bars;
+- :func:`plot_soak`: ``soak.py``'s resident memory of each block over its calls.
 
 Datasets differ in how many classes they hold: 3 (the synthetic one), 20
 (VOC), 80 (COCO). Up to :data:`FEW_CLASSES` classes every class gets its own
@@ -20,6 +21,8 @@ FEW_CLASSES = 10
 MAX_BARS = 24
 #: A loss curve of fewer points than this marks each point.
 MARKED_POINTS = 50
+#: The memory figure marks at most this many input-shape changes.
+MAX_SHAPE_LINES = 40
 
 
 def _figure(rows, columns, size):
@@ -275,3 +278,30 @@ def plot_evaluation(path, result):
         title += '; COCO ' + ', '.join('{} {:.3f}'.format(name, number(value))
                                        for name, value in result['coco'].items())
     _save(figure, path, title)
+
+
+# ----------------------------------------------------------------------------- memory
+
+def plot_soak(path, rows, warmup, reshape_every, tolerance_mb):
+    """``soak.py``'s PNG: each block's resident memory over its calls, less its reading
+    after ``warmup`` calls (what the pass/fail rule compares), with the tolerance.
+
+    rows: ``soak.soak`` rows, each with ``memory``, ``[call, MiB]`` pairs.
+    """
+    figure, ax = _figure(1, 1, (9, 5))
+    for row in rows:
+        calls, mib = np.array(row['memory'], dtype=float).reshape(-1, 2).T
+        ax.plot(calls, mib - row['rss_after_warmup_mb'], label='{} ({:+.1f} MiB)'.format(
+            row['block'], row['growth_mb']), marker='.' if len(calls) < MARKED_POINTS else None)
+    ax.axhline(tolerance_mb, color='tab:red', linestyle='--', linewidth=1,
+               label='tolerance (+{:g} MiB)'.format(tolerance_mb))
+    ax.axhline(0, color='grey', linewidth=0.8)
+    ax.axvspan(0, warmup, color='0.9', label='warm-up')
+    iterations = max(row['iterations'] for row in rows)
+    for call in range(reshape_every, iterations, reshape_every)[:MAX_SHAPE_LINES]:
+        ax.axvline(call, color='0.75', linestyle=':', linewidth=0.8)
+    ax.set_xlabel('calls (dotted: the input shape changes)')
+    ax.set_ylabel('resident memory after warm-up (MiB)')
+    ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1.))
+    _save(figure, path, 'memory of each block, hybridized with static_alloc: {} calls, a new '
+                        'input shape every {}'.format(iterations, reshape_every))

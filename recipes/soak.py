@@ -6,7 +6,9 @@ call, and a new batch shape every ``--reshape-every`` calls, cycling through a f
 sizes), while the process's resident memory is sampled. Memory must not grow: the
 resident size after the warm-up is compared with the size at the end, and the
 script exits non-zero when any block grew by more than ``--tolerance-mb``.
-Each block's row is printed, and ``--out`` rewritten, as soon as it finishes,
+``--out`` keeps the table and every reading (one each 50 calls) as JSON, and a
+figure next to it (``runs/soak.png``) draws each block's growth over its calls.
+Each block's row is printed, and both files rewritten, as soon as it finishes,
 so Ctrl-C keeps the finished blocks.
 
     python recipes/soak.py                          # 10,000 iterations of every block
@@ -22,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 import entry
+import plots
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -76,6 +79,9 @@ def _ssd_inputs(rng, batch, n, m):
     return [matches, rng.normal(size=(batch, n, 21)), rng.uniform(size=(batch, n, m)) ** 3]
 
 
+#: Calls between two memory readings of a block.
+READ_EVERY = 50
+
 # name: (block factory, input factory(rng, batch, n, m), sizes cycled through)
 BLOCKS = {
     'rpn_sampler': (RPNTargetSampler, _ious, [(2, 4000, 8), (2, 3000, 12), (1, 5000, 4)]),
@@ -104,34 +110,39 @@ def parse_args(argv=None):
                         help='largest resident-memory growth accepted per block')
     parser.add_argument('--seed', type=int, default=0, help='seed of the inputs and draws')
     parser.add_argument('--out', default=os.path.join('runs', 'soak.json'),
-                        help='where the table is written as JSON')
+                        help='where the table and the memory readings are written as JSON; '
+                             'the memory figure goes next to it (.png)')
     return parser.parse_args(argv)
 
 
 def soak(name, make_block, make_inputs, sizes, args):
-    """Run one block; returns a report row."""
+    """Run one block; returns a report row, its memory readings included.
+
+    ``memory`` holds ``[call, MiB]`` pairs: the resident size after every
+    :data:`READ_EVERY` calls (after waiting for MXNet's engine) and after the last.
+    """
     rng = np.random.RandomState(args.seed)
     block = make_block()
     block.initialize()
     block.hybridize(static_alloc=True)
-    start = None
+    start, memory = None, []
     progress = tqdm(range(args.iterations), desc=name, unit='call', leave=False, disable=None,
                     dynamic_ncols=True)                 # hidden when stderr is no terminal
     for i in progress:
         size = sizes[(i // args.reshape_every) % len(sizes)]
         outputs = block(*[mx.nd.array(x) for x in make_inputs(rng, *size)])
-        if i % 50 == 0 or i == args.iterations - 1:
-            mx.nd.waitall()
-            progress.set_postfix(rss_mb='{:.0f}'.format(resident_mb()))
         if i == min(args.warmup, args.iterations - 1):
             mx.nd.waitall()
             start = resident_mb()
+        if (i + 1) % READ_EVERY == 0 or i == args.iterations - 1:
+            mx.nd.waitall()
+            memory.append([i + 1, round(resident_mb(), 2)])
+            progress.set_postfix(rss_mb='{:.0f}'.format(memory[-1][1]))
         del outputs
-    mx.nd.waitall()
-    end = resident_mb()
+    end = memory[-1][1]
     return dict(block=name, iterations=args.iterations, rss_after_warmup_mb=round(start, 1),
                 rss_end_mb=round(end, 1), growth_mb=round(end - start, 1),
-                ok=end - start <= args.tolerance_mb)
+                ok=end - start <= args.tolerance_mb, memory=memory)
 
 
 def main(argv=None):
@@ -150,7 +161,7 @@ def main(argv=None):
             rows.append(soak(name, *BLOCKS[name], args))
             print('| {block} | {iterations} | {rss_after_warmup_mb} | {rss_end_mb} | '
                   '{growth_mb} |'.format(**rows[-1]), flush=True)
-            write_rows(rows, args.out)
+            write_rows(rows, args.out, args)
     except KeyboardInterrupt as interrupt:
         print('interrupted in block {}: {} finished block(s){}'.format(
             name, len(rows), ' kept in ' + args.out if rows and args.out else ''),
@@ -163,12 +174,15 @@ def main(argv=None):
             args.tolerance_mb, ', '.join(failed)))
 
 
-def write_rows(rows, path):
-    """The table so far as JSON at ``path`` (no file for an empty path)."""
+def write_rows(rows, path, args):
+    """The table so far as JSON at ``path`` and its memory figure next to it (PATH.png
+    for PATH.json); nothing for an empty path."""
     if path:
         os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
         with open(path, 'w') as f:
             json.dump(rows, f, indent=1)
+        plots.plot_soak(os.path.splitext(path)[0] + '.png', rows, args.warmup,
+                        args.reshape_every, args.tolerance_mb)
 
 
 if __name__ == '__main__':

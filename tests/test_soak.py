@@ -17,6 +17,21 @@ def test_short_soak_reports_every_block(tmp_path):
     rows = json.loads(out.read_text())
     assert [row['block'] for row in rows] == list(soak.BLOCKS)
     assert all(row['ok'] and row['iterations'] == 40 for row in rows)
+    assert (tmp_path / 'soak.png').stat().st_size > 0
+
+
+def test_memory_readings_and_figure(tmp_path):
+    import warnings
+    out = tmp_path / 'mem.json'
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', UserWarning)  # e.g. matplotlib's layout warnings
+        soak.main(['--only', 'rpn_sampler,quota_sampler', '--iterations', '120', '--warmup',
+                   '20', '--reshape-every', '30', '--tolerance-mb', '200', '--out', str(out)])
+    for row in json.loads(out.read_text()):     # a reading every 50 calls and after the last
+        calls = [call for call, _ in row['memory']]
+        assert calls == [50, 100, 120]
+        assert row['memory'][-1][1] == pytest.approx(row['rss_end_mb'], abs=0.06)
+    assert (tmp_path / 'mem.png').stat().st_size > 0
 
 
 def test_ctrl_c_keeps_the_finished_blocks(tmp_path, monkeypatch, capsys):
