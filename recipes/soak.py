@@ -102,7 +102,7 @@ def parse_args(argv=None):
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--iterations', type=int, default=10000, help='calls per block')
     parser.add_argument('--warmup', type=int, default=200,
-                        help='calls before the first memory reading')
+                        help='calls before the reading that growth is measured from')
     parser.add_argument('--reshape-every', type=int, default=500,
                         help='calls between changes of input shape')
     parser.add_argument('--only', default='all', help='comma-separated block names')
