@@ -4,8 +4,9 @@
 Every section times both implementations in this one process, on the same CPU,
 and prints a Markdown table with their ratio; ``--out`` keeps all tables as
 JSON, rewritten after each section, so Ctrl-C keeps the finished ones (the
-JSON then names the section interrupted, ``interrupted_in``). Sections live in ``recipes/bench_*.py``: each defines ``NAME``, ``TITLE``
-and ``run(quick)``, which returns ``(columns, rows, notes)``.
+JSON then names the section interrupted, ``interrupted_in``). Sections live
+in ``recipes/bench_*.py``: each defines ``NAME``, ``TITLE`` and ``run(quick)``,
+which returns ``(columns, rows, notes)``.
 
     python recipes/benchmark.py                 # every section
     python recipes/benchmark.py --only rpn      # one section (comma-separate several)
@@ -14,7 +15,6 @@ and ``run(quick)``, which returns ``(columns, rows, notes)``.
 import argparse
 import glob
 import importlib
-import json
 import os
 import platform
 import sys
@@ -108,17 +108,14 @@ def run_section(module, name, quick):
     print(markdown(columns, rows))
     for note in notes:
         print('\n' + note)
-    print('\n({:.0f} s)\n'.format(time.time() - start))
+    print('\n({:.0f} s)\n'.format(time.time() - start), flush=True)
     return {'title': module.TITLE, 'columns': columns, 'rows': rows, 'notes': notes}
 
 
 def write_report(report, path):
-    """The report so far as JSON at ``path`` (no file for an empty path)."""
+    """The report so far as JSON at ``path``, written whole (no file for an empty path)."""
     if path:
-        os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-        with open(path, 'w') as f:
-            json.dump(report, f, indent=1)
-
+        entry.write_json(path, report)
 
 if __name__ == '__main__':
     entry.run_script(main, 'interrupted before the first section')

@@ -17,7 +17,7 @@ here:
 - evaluation: :func:`evaluate` (GluonCV's ``VOC07MApMetric``, per class, and
   on COCO also COCO's own AP, ``coco_eval.py``), :func:`precision_curves`;
 - reports: :class:`LossLog`, :class:`SelectionStats`, :class:`MiningStats`,
-  :func:`setup_logger`, :func:`progress`, :func:`write_metrics`,
+  :func:`setup_logger`, :func:`progress`,
   :func:`output_paths` (the figures are ``plots.py``'s); and reading them back:
   :func:`read_run`, :func:`check_run_classes`.
 
@@ -47,6 +47,7 @@ from gluonmine.rcnn_ohem import NEGATIVE_IOU_EDGES
 
 import checkpoint
 import coco_eval
+import entry
 import plots
 
 SYNTHETIC_ROOT = os.path.join('data', 'synthetic_voc')
@@ -549,7 +550,7 @@ class Run(object):
                         report=self.report.state(), numpy=np.random.get_state(),
                         python=random.getstate())
         if not finished:
-            write_metrics(self.paths['json'], self.report.metrics)
+            entry.write_json(self.paths['json'], self.report.metrics)
             if time.time() - self._plotted >= PLOT_EVERY:   # a plot takes about a second
                 self.plot_so_far()
 
@@ -940,7 +941,7 @@ class RunReport(object):
         """Write the metrics JSON and the PNG; log where everything went."""
         self.metrics['final'] = self.summary(paths, wall_seconds)
         final_map = self.metrics['final']['map']
-        write_metrics(paths['json'], self.metrics)
+        entry.write_json(paths['json'], self.metrics)
         plots.plot_metrics(paths['png'], self.metrics)
         mean_ap = None if final_map is None else final_map['mAP']
         coco = self.metrics['final'].get('coco')
@@ -1029,6 +1030,3 @@ def progress(total, description):
                 disable=None)
 
 
-def write_metrics(path, metrics):
-    with open(path, 'w') as f:
-        json.dump(metrics, f, indent=1)

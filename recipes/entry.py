@@ -1,8 +1,11 @@
-"""A recipe's entry point: Ctrl-C ends the recipe as SIGINT does, without a traceback.
+"""What every recipe script needs from the standard library alone: its entry point,
+where Ctrl-C ends the recipe as SIGINT does, without a traceback; and files written
+whole, so that an interruption leaves the previous file or the new one, never half.
 
 Standard library only, so that recipes which import neither gluonmine nor
 GluonCV (``export.py --check``) can use it.
 """
+import json
 import os
 import signal
 import sys
@@ -34,3 +37,30 @@ def run_script(main, unreported):
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
         sys.exit(130)           # where SIGINT's default action does not end the process
+
+
+def write_whole(path, write):
+    """Make ``path`` by ``write(scratch)``, a scratch file beside it, then a rename.
+
+    The scratch name keeps ``path``'s extension (matplotlib picks a figure's
+    format from it) and is removed if ``write`` fails or is interrupted.
+    """
+    folder, name = os.path.split(path)
+    stem, extension = os.path.splitext(name)
+    scratch = os.path.join(folder, '.{}.partial{}'.format(stem, extension))
+    try:
+        write(scratch)
+        os.replace(scratch, path)
+    finally:
+        if os.path.exists(scratch):
+            os.remove(scratch)
+
+
+def write_json(path, value):
+    """``value`` as indented JSON at ``path``, written whole; its folder is made if missing."""
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+
+    def dump(scratch):
+        with open(scratch, 'w') as f:
+            json.dump(value, f, indent=1)
+    write_whole(path, dump)

@@ -99,7 +99,7 @@ def main(argv=None):
     if coco is not None:
         result['coco'] = coco.get()
         logger.info('COCO %s', _fmt(result['coco']))
-    common.write_metrics(output + '.json', result)
+    entry.write_json(output + '.json', result)
     plots.plot_evaluation(output + '.png', result)
     logger.info('%s on %d %s images: VOC07 AP %s; wrote %s.{json,png,log}', args.prefix,
                 len(val_set), flags.dataset, _fmt(result['map']), output)
@@ -129,4 +129,4 @@ def _fmt(aps):
 
 
 if __name__ == '__main__':
-    entry.run_script(main, 'interrupted: no evaluation written')
+    entry.run_script(main, 'interrupted before the evaluation finished')

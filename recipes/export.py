@@ -28,7 +28,7 @@ import warnings
 import mxnet as mx
 import numpy as np
 
-import entry
+from entry import run_script
 
 FORMAT_VERSION = 1
 DETECTORS = ('faster_rcnn', 'ssd')
@@ -288,4 +288,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    entry.run_script(main, 'interrupted: the export is incomplete')
+    run_script(main, 'interrupted before the export or its check finished')

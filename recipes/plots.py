@@ -15,13 +15,15 @@ the JSON next to the PNG).
 """
 import numpy as np
 
+import entry
+
 #: Up to this many classes, a line (with a legend entry) for each.
 FEW_CLASSES = 10
 #: A per-class AP chart shows at most this many classes: the lowest and highest half.
 MAX_BARS = 24
 #: A loss curve of fewer points than this marks each point.
 MARKED_POINTS = 50
-#: The memory figure marks at most this many input-shape changes.
+#: The memory figure marks the input-shape changes when there are at most this many.
 MAX_SHAPE_LINES = 40
 
 
@@ -43,7 +45,7 @@ def _save(figure, path, title):
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
     figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=80)
+    entry.write_whole(path, lambda scratch: figure.savefig(scratch, dpi=80))
     plt.close(figure)
 
 
@@ -298,9 +300,12 @@ def plot_soak(path, rows, warmup, reshape_every, tolerance_mb):
     ax.axhline(0, color='grey', linewidth=0.8)
     ax.axvspan(0, warmup, color='0.9', label='warm-up')
     iterations = max(row['iterations'] for row in rows)
-    for call in range(reshape_every, iterations, reshape_every)[:MAX_SHAPE_LINES]:
-        ax.axvline(call, color='0.75', linestyle=':', linewidth=0.8)
-    ax.set_xlabel('calls (dotted: the input shape changes)')
+    changes = range(reshape_every, iterations, reshape_every)
+    if len(changes) <= MAX_SHAPE_LINES:
+        for call in changes:
+            ax.axvline(call, color='0.75', linestyle=':', linewidth=0.8)
+    ax.set_xlabel('calls ({}: the input shape changes)'.format(
+        'dotted' if len(changes) <= MAX_SHAPE_LINES else 'every {}'.format(reshape_every)))
     ax.set_ylabel('resident memory after warm-up (MiB)')
     ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1.))
     _save(figure, path, 'memory of each block, hybridized with static_alloc: {} calls, a new '

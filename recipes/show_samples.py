@@ -206,7 +206,7 @@ def main(argv=None):
         report['images'][index] = {name: counts(*chosen[index][name], gt)
                                    for name in PANELS[recipe]}
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    common.write_metrics(output + '.json', report)
+    entry.write_json(output + '.json', report)
     plot(output + '.png', images, chosen, report)
     print('wrote {0}.png and {0}.json'.format(output))
     return report
@@ -253,4 +253,4 @@ def _draw(ax, boxes, colour, dots=False, alpha=1.):
 
 
 if __name__ == '__main__':
-    entry.run_script(main, 'interrupted: no figure written')
+    entry.run_script(main, 'interrupted before the figure was written')

@@ -8,14 +8,14 @@ resident size after the warm-up is compared with the size at the end, and the
 script exits non-zero when any block grew by more than ``--tolerance-mb``.
 ``--out`` keeps the table and every reading (one each 50 calls) as JSON, and a
 figure next to it (``runs/soak.png``) draws each block's growth over its calls.
-Each block's row is printed, and both files rewritten, as soon as it finishes,
-so Ctrl-C keeps the finished blocks.
+Each block's row is printed, and the JSON rewritten whole, as soon as it
+finishes; the figure is drawn after the last block (or at Ctrl-C, of the
+finished ones), so plotting's memory is in no block's readings.
 
     python recipes/soak.py                          # 10,000 iterations of every block
     python recipes/soak.py --only rpn_generator --iterations 2000
 """
 import argparse
-import json
 import os
 import sys
 
@@ -111,8 +111,17 @@ def parse_args(argv=None):
     parser.add_argument('--seed', type=int, default=0, help='seed of the inputs and draws')
     parser.add_argument('--out', default=os.path.join('runs', 'soak.json'),
                         help='where the table and the memory readings are written as JSON; '
-                             'the memory figure goes next to it (.png)')
-    return parser.parse_args(argv)
+                             "the memory figure goes next to it (.png); '' for neither")
+    args = parser.parse_args(argv)
+    if args.iterations < 1 or args.reshape_every < 1:
+        parser.error('--iterations and --reshape-every take a number >= 1')
+    if not 0 <= args.warmup < args.iterations:
+        parser.error('--warmup takes a number from 0 to --iterations - 1, got {}'.format(
+            args.warmup))
+    if args.out and not args.out.endswith('.json'):
+        parser.error('--out names a .json file (the figure goes next to it), got {!r}'.format(
+            args.out))
+    return args
 
 
 def soak(name, make_block, make_inputs, sizes, args):
@@ -141,7 +150,7 @@ def soak(name, make_block, make_inputs, sizes, args):
         del outputs
     end = memory[-1][1]
     return dict(block=name, iterations=args.iterations, rss_after_warmup_mb=round(start, 1),
-                rss_end_mb=round(end, 1), growth_mb=round(end - start, 1),
+                rss_end_mb=round(end, 1), growth_mb=round(end - start, 1) + 0.,  # not -0.0
                 ok=end - start <= args.tolerance_mb, memory=memory)
 
 
@@ -161,28 +170,27 @@ def main(argv=None):
             rows.append(soak(name, *BLOCKS[name], args))
             print('| {block} | {iterations} | {rss_after_warmup_mb} | {rss_end_mb} | '
                   '{growth_mb} |'.format(**rows[-1]), flush=True)
-            write_rows(rows, args.out, args)
+            if args.out:
+                entry.write_json(args.out, rows)
     except KeyboardInterrupt as interrupt:
         print('interrupted in block {}: {} finished block(s){}'.format(
-            name, len(rows), ' kept in ' + args.out if rows and args.out else ''),
-            file=sys.stderr)
+            name, len(rows), ' kept in {} and {}'.format(args.out, figure_path(args.out))
+            if rows and args.out else ''), file=sys.stderr)
         interrupt.logged = True         # for entry.run_script
         raise
+    finally:
+        if rows and args.out:           # drawn after the blocks: no plotting in their readings
+            plots.plot_soak(figure_path(args.out), rows, args.warmup, args.reshape_every,
+                            args.tolerance_mb)
     failed = [row['block'] for row in rows if not row['ok']]
     if failed:
         raise SystemExit('memory grew by more than {} MiB: {}'.format(
             args.tolerance_mb, ', '.join(failed)))
 
 
-def write_rows(rows, path, args):
-    """The table so far as JSON at ``path`` and its memory figure next to it (PATH.png
-    for PATH.json); nothing for an empty path."""
-    if path:
-        os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-        with open(path, 'w') as f:
-            json.dump(rows, f, indent=1)
-        plots.plot_soak(os.path.splitext(path)[0] + '.png', rows, args.warmup,
-                        args.reshape_every, args.tolerance_mb)
+def figure_path(out):
+    """The memory figure's path: PATH.png for ``--out`` PATH.json."""
+    return out[:-len('.json')] + '.png'
 
 
 if __name__ == '__main__':

@@ -1,4 +1,5 @@
-"""Every recipe script ends on Ctrl-C as SIGINT does: one line saying what was kept, no traceback."""
+"""recipes/entry.py: Ctrl-C ends every recipe script as SIGINT does, saying what was kept
+and without a traceback; files are written whole."""
 import os
 import signal
 import subprocess
@@ -50,9 +51,9 @@ def test_run_script_adds_its_line_only_for_an_unreported_interruption(logged, pr
 @pytest.mark.parametrize('recipe, message', [
     ('train_faster_rcnn', 'interrupted before training started'),
     ('train_ssd', 'interrupted before training started'),
-    ('evaluate', 'interrupted: no evaluation written'),
-    ('export', 'interrupted: the export is incomplete'),
-    ('show_samples', 'interrupted: no figure written'),
+    ('evaluate', 'interrupted before the evaluation finished'),
+    ('export', 'interrupted before the export or its check finished'),
+    ('show_samples', 'interrupted before the figure was written'),
     ('benchmark', 'interrupted before the first section'),
     ('soak', 'interrupted before the first block')])
 def test_every_recipe_script_ends_by_sigint_without_a_traceback(recipe, message):

@@ -50,5 +50,18 @@ def test_ctrl_c_keeps_the_finished_blocks(tmp_path, monkeypatch, capsys):
     assert [row['block'] for row in json.loads(out.read_text())] == ['rpn_sampler']
     printed = capsys.readouterr()
     assert '| rpn_sampler | 20 |' in printed.out
-    assert 'interrupted in block quota_sampler: 1 finished block(s) kept in {}'.format(
-        out) in printed.err
+    assert 'interrupted in block quota_sampler: 1 finished block(s) kept in {} and {}'.format(
+        out, tmp_path / 'soak.png') in printed.err
+    assert (tmp_path / 'soak.png').stat().st_size > 0     # the finished block's figure
+    assert sorted(os.listdir(str(tmp_path))) == ['soak.json', 'soak.png']   # no scratch file
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--iterations', '0'], '--iterations and --reshape-every'),
+    (['--reshape-every', '0'], '--iterations and --reshape-every'),
+    (['--iterations', '30', '--warmup', '30'], '--warmup takes a number from 0 to'),
+    (['--out', 'runs/soak.png'], '--out names a .json file')])
+def test_flags_are_checked(flags, message, capsys):
+    with pytest.raises(SystemExit):
+        soak.main(flags)
+    assert message in capsys.readouterr().err
