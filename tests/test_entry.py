@@ -61,3 +61,21 @@ def test_every_recipe_script_ends_by_sigint_without_a_traceback(recipe, message)
     code, output = _run(INTERRUPTED_SCRIPT.format(recipes=RECIPES, path=path))
     assert code == -signal.SIGINT, output
     assert output.strip().splitlines()[-1] == message and 'Traceback' not in output
+
+
+def test_an_interrupted_write_leaves_the_previous_file(tmp_path):
+    sys.path.insert(0, RECIPES)
+    import entry        # pylint: disable=import-outside-toplevel
+    path = tmp_path / 'report.json'
+    entry.write_json(str(path), {'sections': 1})
+
+    def interrupted(scratch):
+        with open(scratch, 'w') as f:
+            f.write('{"sections": ')
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        entry.write_whole(str(path), interrupted)
+    assert path.read_text() == '{\n "sections": 1\n}' and os.listdir(str(tmp_path)) == [
+        'report.json']                                      # no scratch file left
+    entry.write_json(str(tmp_path / 'new' / 'report.json'), [1])    # its folder is made
+    assert (tmp_path / 'new' / 'report.json').read_text() == '[\n 1\n]'

@@ -7,6 +7,8 @@ swaps README gives: gluonmine's transform class where the script passes
 ``FasterRCNNDefaultTrainTransform`` (called as the script calls it) and
 gluonmine's RCNN sampler in ``net.sampler``. C4 and FPN nets.
 """
+import collections
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -21,6 +23,7 @@ from gluonmine.data import SyntheticVOCDetection
 from gluonmine.models import tiny_faster_rcnn
 from gluonmine.rcnn import rcnn_sampler_for
 from gluonmine.rcnn_target import RCNNTargetSampler
+from gluonmine.rpn import RPNTargetGenerator
 from gluonmine.transforms import FasterRCNNTrainTransform
 
 BATCH = 2
@@ -40,6 +43,13 @@ def fpn_net(classes):
         strides=(4, 8, 16, 32, 64), scales=(2, 4, 8, 16, 32), clip=4.14)
 
 
+def _counted(forward, calls, key):
+    def counting(self, *args):
+        calls[key] += 1
+        return forward(self, *args)
+    return counting
+
+
 def train_loader(net, dataset, train_transform, use_fpn):
     """The script's ``get_dataloader`` (one shard, no workers), its transform class given."""
     sampler = SplitSortedBucketSampler([1.] * len(dataset), BATCH, shuffle=True)
@@ -50,12 +60,16 @@ def train_loader(net, dataset, train_transform, use_fpn):
 
 @pytest.mark.filterwarnings('ignore:Constant parameter')     # the script's grad_req setting
 @pytest.mark.parametrize('make_net, use_fpn', [(c4_net, False), (fpn_net, True)])
-def test_two_iterations_of_gluoncvs_loop(voc_root, make_net, use_fpn):
+def test_two_iterations_of_gluoncvs_loop(voc_root, make_net, use_fpn, monkeypatch):
     mx.random.seed(0)
     np.random.seed(0)
     images = SyntheticVOCDetection(voc_root, splits=((2007, 'train'),))
-    # GluonCV's transform cannot take an image without objects: four that have some
+    # four images with objects, as every VOC image has
     dataset = images.take(12).filter(lambda item: len(item[1]) > 0).take(4)
+    # gluonmine's samplers must be the ones that run: count their calls
+    calls = collections.Counter()
+    for block in (RPNTargetGenerator, RCNNTargetSampler):
+        monkeypatch.setattr(block, 'forward', _counted(block.forward, calls, block))
     net = make_net(images.classes)
     net.initialize()
     net.sampler = rcnn_sampler_for(net)                                  # swap 1
@@ -82,11 +96,14 @@ def test_two_iterations_of_gluoncvs_loop(voc_root, make_net, use_fpn):
         losses = np.array([loss.asscalar() for loss in result[:4]])
         assert np.isfinite(losses).all() and (losses > 0).all()
         rpn_cls_targets = shard[2].asnumpy()             # (B, anchors of all levels)
-        assert ((rpn_cls_targets >= 0).sum(axis=1) == 256).all()     # gluonmine's RPN quota
+        assert ((rpn_cls_targets >= 0).sum(axis=1) == 256).all()     # the RPN quota
         rcnn_targets = result[6][0][0].asnumpy()         # RCNN class targets, (B, num_sample)
         assert rcnn_targets.shape == (BATCH, net.sampler.num_sample)
         assert ((rcnn_targets > 0).sum(axis=1) <= net.sampler.max_pos).all()
         iterations += 1
     assert iterations == 2 and isinstance(net.sampler, RCNNTargetSampler)
+    # the RPN targets once an image (the transform), the RCNN sampler at least once (in the
+    # hybridized net's graph)
+    assert calls[RPNTargetGenerator] == 4 and calls[RCNNTargetSampler] >= 1
     assert all(np.isfinite(metric.get()[1]) for metric in metrics)
     assert np.abs(net.class_predictor.weight.data().asnumpy()).sum() > 0
