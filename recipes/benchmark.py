@@ -85,12 +85,13 @@ def main(argv=None):
     try:
         for name in wanted:
             report['sections'][name] = run_section(sections[name], name, args.quick)
-            write_report(report, args.out)
+            if args.out:
+                entry.write_json(args.out, report)
     except KeyboardInterrupt as interrupt:
         report['interrupted_in'] = name
         finished = len(report['sections'])
-        if finished:
-            write_report(report, args.out)
+        if finished and args.out:
+            entry.write_json(args.out, report)
         print('interrupted in section {}: {} finished section(s){}'.format(
             name, finished, ' kept in ' + args.out if finished and args.out else ''),
             file=sys.stderr)
@@ -111,11 +112,6 @@ def run_section(module, name, quick):
     print('\n({:.0f} s)\n'.format(time.time() - start), flush=True)
     return {'title': module.TITLE, 'columns': columns, 'rows': rows, 'notes': notes}
 
-
-def write_report(report, path):
-    """The report so far as JSON at ``path``, written whole (no file for an empty path)."""
-    if path:
-        entry.write_json(path, report)
 
 if __name__ == '__main__':
     entry.run_script(main, 'interrupted before the first section')

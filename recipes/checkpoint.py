@@ -11,12 +11,15 @@ import and back):
   kvstore, whose optimizer runs on the servers;
 - whatever the caller adds (the epoch, its report, the generators' states).
 
-Each file is written under a temporary name and renamed, so an interruption
-at any moment leaves the previous epoch's checkpoint whole.
+Each file is written under a temporary name and renamed (``entry.write_whole``
+for the checkpoint), so an interruption at any moment leaves the previous
+epoch's checkpoint whole.
 """
 import os
 import pickle
 import tempfile
+
+import entry
 
 #: Bumped when the checkpoint's layout changes; older checkpoints are refused.
 VERSION = 1
@@ -37,7 +40,7 @@ def save(path, net, trainer, params_path, **state):
             trainer.save_states(os.path.join(tmp, 'states'))
             state['states'] = _read(os.path.join(tmp, 'states'))
         state['version'] = VERSION
-        _write_then_rename(path, lambda f: pickle.dump(state, f, protocol=4))
+        entry.write_whole(path, lambda scratch: _dump(state, scratch))
         os.replace(params, params_path)
 
 
@@ -99,8 +102,6 @@ def _write(path, data):
         f.write(data)
 
 
-def _write_then_rename(path, write):
-    """Call ``write(file)`` on ``path + '.tmp'``, then rename it to ``path``."""
-    with open(path + '.tmp', 'wb') as f:
-        write(f)
-    os.replace(path + '.tmp', path)
+def _dump(state, path):
+    with open(path, 'wb') as f:
+        pickle.dump(state, f, protocol=4)

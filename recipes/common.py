@@ -1028,5 +1028,3 @@ def progress(total, description):
     from tqdm import tqdm
     return tqdm(total=total, desc=description, unit='it', dynamic_ncols=True, leave=False,
                 disable=None)
-
-
