@@ -29,6 +29,17 @@ def pairwise_iou(F, boxes, gt_boxes, shared):
     return F.transpose(batched_iou(F, boxes, gt_boxes), axes=(1, 0, 2))    # (N, B, M)
 
 
+def per_image_boxes(F, boxes, gt_boxes):
+    """Boxes of any layout as one set an image, for a graph that cannot read shapes.
+
+    boxes: (N, 4) or (1, N, 4) shared by the batch, or (B, N, 4); gt_boxes:
+    (B, M, 4) -> (B, N, 4).
+    """
+    batch = F.reshape(boxes, shape=(-1, 0, 0), reverse=True)                # (1 or B, N, 4)
+    zeros = F.zeros_like(F.slice_axis(gt_boxes, axis=1, begin=0, end=1))    # (B, 1, 4)
+    return F.broadcast_add(batch, zeros)                                    # (B, N, 4)
+
+
 def per_image_iou(F, boxes, gt_boxes, num_image=None):
     """IoU of every box with every ground truth of the same image, image-major.
 

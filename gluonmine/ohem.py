@@ -292,6 +292,9 @@ class OHEMSampler(SelectionBlock, _GluonCVOHEMBase):
         return x, logits, _checks.padding_if_empty(ious, axis=2, value=0.)
 
     def hybrid_forward(self, F, x, logits, ious):
+        # (B, N) -> (B, N, 1); a Symbol input (inside another block) is not expanded by
+        # check_inputs, whose ndim test needs an NDArray
+        ious = F.reshape(ious, shape=(0, 0, -1))                            # (B, N, M)
         positive = x >= 0                                                   # (B, N)
         near = _ops.row_any(F, ious >= self._thresh)                        # (B, N)
         background = F.slice_axis(F.softmax(logits, axis=-1), axis=2, begin=0, end=1)

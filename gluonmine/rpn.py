@@ -88,6 +88,9 @@ class RPNTargetGenerator(SelectionBlock):
     Anchors shared by the batch, (N, 4), take a fused ``contrib.box_iou`` path;
     per-image anchors, (B, N, 4), a broadcast one. A hybridized generator keeps
     one graph per anchor layout: calling it with the other layout rebuilds it.
+    Inside another hybridized block the anchors are a Symbol whose layout
+    cannot be read, so the generator takes the broadcast path, which serves
+    (N, 4), (1, N, 4) (GluonCV's ``FasterRCNN`` output) and (B, N, 4) alike.
 
     Parameters
     ----------
@@ -139,6 +142,7 @@ class RPNTargetGenerator(SelectionBlock):
         _checks.check_shape('gt_boxes', gt_boxes, '(B, M, 4)', last=4)
         _checks.check_shape('im_hw', im_hw, '(B, 2)', last=2)
         _checks.check_same('gt_boxes', gt_boxes, 0, 'im_hw', im_hw, 0)
+        shared = None                       # a Symbol (inside another block): unknown
         if _checks.is_array(anchors):
             if anchors.ndim == 3 and anchors.shape[0] == 1:
                 anchors = anchors.reshape((-1, 4))
@@ -146,20 +150,25 @@ class RPNTargetGenerator(SelectionBlock):
                                 '(N, 4)' if anchors.ndim == 2 else '(B, N, 4)', last=4)
             if anchors.ndim == 3:
                 _checks.check_same('anchors', anchors, 0, 'gt_boxes', gt_boxes, 0)
-            if (anchors.ndim == 2) != self._shared:
-                self._shared = anchors.ndim == 2
-                self._clear_cached_op()
+            shared = anchors.ndim == 2
+        if shared != self._shared:
+            self._shared = shared
+            self._clear_cached_op()
         return _checks.padding_if_empty(gt_boxes), anchors, im_hw
 
     def hybrid_forward(self, F, gt_boxes, anchors, im_hw):
-        ious = boxes.pairwise_iou(F, anchors, gt_boxes, self._shared)       # (N, B, M)
+        shared = self._shared
+        if shared is None:                  # layout unknown: the per-image path serves all
+            anchors, shared = boxes.per_image_boxes(F, anchors, gt_boxes), False  # (B, N, 4)
+        ious = boxes.pairwise_iou(F, anchors, gt_boxes, shared)             # (N, B, M)
         inside = F.transpose(boxes.inside_image(
-            F, anchors, im_hw, self._allowed_border, self._shared))         # (N, B)
+            F, anchors, im_hw, self._allowed_border, shared))               # (N, B)
         positive = self._positives(F, ious, inside)                         # (N, B)
         samples = self.sampler.label(F, ious, usable=inside, positive=positive)  # (N, B)
         samples = self.sampler.subsample(F, F.transpose(samples))           # (B, N)
         cls_target = (samples > 0) - (samples == 0)                         # (B, N)
-        box_target, box_mask = self._encode_positives(F, samples, ious, gt_boxes, anchors)
+        box_target, box_mask = self._encode_positives(F, samples, ious, gt_boxes, anchors,
+                                                       shared)
         return cls_target, box_target, box_mask
 
     def _positives(self, F, ious, inside):
@@ -183,12 +192,13 @@ class RPNTargetGenerator(SelectionBlock):
             hits = ious >= args['pos_iou_thresh']                           # (N, B, M)
         return _ops.row_any(F, hits) * inside                               # (N, B)
 
-    def _encode_positives(self, F, samples, ious, gt_boxes, anchors):
+    def _encode_positives(self, F, samples, ious, gt_boxes, anchors, shared):
         """Box targets of the sampled positives only (at most K = max_pos an image).
 
         Matching and encoding run on the (B, K) positives, gathered by a top-k,
         instead of all N anchors; the codes are scattered back.
-        samples: (B, N), ious: (N, B, M) -> box_target, box_mask (B, N, 4) each.
+        samples: (B, N), ious: (N, B, M), anchors: (N, 4) if ``shared`` else
+        (B, N, 4) -> box_target, box_mask (B, N, 4) each.
         """
         box_mask = _ops.spread(F, samples > 0, 4)                           # (B, N, 4)
         k = self.sampler.max_pos
@@ -198,7 +208,7 @@ class RPNTargetGenerator(SelectionBlock):
         rows = _ops.gather_rows(F, ious, index, image_axis=1)               # (B, K, M)
         matches = F.argmax(rows, axis=-1)                                   # (B, K) first maximum
         gt = _ops.gather_rows(F, gt_boxes, matches)                         # (B, K, 4)
-        if self._shared:
+        if shared:
             mine = F.take(anchors, index, axis=0, mode='clip')              # (B, K, 4)
         else:
             mine = _ops.gather_rows(F, anchors, index)                      # (B, K, 4)

@@ -2,7 +2,7 @@
 import mxnet as mx
 import numpy as np
 import pytest
-from mxnet import nd
+from mxnet import gluon, nd
 
 from conftest import random_boxes
 from gluonmine import (HardExampleMiner, HardNegativeMiner, OHEMSampler, QuotaSampler,
@@ -105,6 +105,43 @@ def test_same_seed_same_selection_eager_and_hybrid(name):
     for outputs in runs[1:]:
         for got, want in zip(outputs, runs[0]):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+class Parent(gluon.HybridBlock):
+    """A user's block that calls a gluonmine block: the child sees Symbols, not NDArrays."""
+
+    def __init__(self, child):
+        super(Parent, self).__init__()
+        self.child = child
+
+    def hybrid_forward(self, F, *inputs):  # pylint: disable=arguments-differ
+        return self.child(*inputs)
+
+
+# the other input layouts a block accepts, which its checks cannot see through a Symbol
+HW = np.float32([[90, 90], [100, 80]])
+OTHER_LAYOUTS = {
+    ('RPNTargetGenerator', 'per-image anchors'): [GT, BOXES, HW],
+    ('RPNTargetGenerator', 'anchors (1, N, 4)'): [GT, BOXES[:1], HW],     # GluonCV's output
+    ('OHEMSampler', 'best IoU (B, N)'): [SAMPLES, BLOCKS['OHEMSampler'][1][1], IOUS.max(-1)],
+}
+LAYOUTS = [(name, 'usual', BLOCKS[name][1]) for name in sorted(BLOCKS)] + [
+    key + (inputs,) for key, inputs in OTHER_LAYOUTS.items()]
+
+
+@pytest.mark.parametrize('name, layout, inputs', LAYOUTS,
+                         ids=['{}-{}'.format(*case[:2]) for case in LAYOUTS])
+def test_inside_a_hybridized_block_selects_as_alone(name, layout, inputs):
+    # inside a user's loss or training block the inputs are Symbols of unknown shape
+    runs = []
+    for make in (lambda block: block, Parent):
+        block = make(BLOCKS[name][0]())
+        block.initialize()
+        block.hybridize()
+        mx.random.seed(42)
+        runs.append(call(block, inputs))
+    for got, want in zip(*runs):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 # inputs without candidates, for the blocks whose inputs do not all have N as axis 1
