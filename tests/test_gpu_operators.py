@@ -33,7 +33,7 @@ GPU_KERNELS = {
     'Concat': 'nn/concat.cu',
     'Convolution': 'nn/convolution.cu',
     'FullyConnected': 'nn/fully_connected.cu',
-    'Pooling': 'nn/pooling.cu',                     # NHWC too, with and without cuDNN
+    'Pooling': 'nn/pooling.cu',                     # NHWC layout too (PR #13749, 2019)
     'Reshape': 'tensor/matrix_op.cu',
     'SliceChannel': 'slice_channel.cu',
     '_contrib_AdaptiveAvgPooling2D': 'contrib/adaptive_avg_pooling.cu',
