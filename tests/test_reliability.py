@@ -17,6 +17,7 @@ BOXES = np.stack([random_boxes(RNG, N) for _ in range(B)])
 SAMPLES = RNG.choice([-1., 0., 1.], size=(B, N)).astype('float32')
 GT = np.stack([random_boxes(RNG, M) for _ in range(B)])
 CLS_TARGET = RNG.randint(-1, C + 1, (B, N)).astype('float32')
+HW = np.float32([[90, 90], [100, 80]])                                     # (B, 2)
 
 # name: (block factory, good inputs, [(position, bad input, input name in the message)])
 BLOCKS = {
@@ -25,7 +26,7 @@ BLOCKS = {
     'QuotaSampler': (lambda: QuotaSampler(num_sample=16), [IOUS], [(0, IOUS[..., 0], 'ious')]),
     'RPNTargetGenerator': (
         lambda: RPNTargetGenerator(num_sample=16),
-        [GT, BOXES[0], np.float32([[90, 90], [100, 80]])],
+        [GT, BOXES[0], HW],
         [(0, GT[0], 'gt_boxes'), (1, BOXES[0, :, :3], 'anchors'),
          (2, np.float32([[90, 90]] * 3), 'gt_boxes'), (1, BOXES[:, :, None], 'anchors')]),
     'RCNNTargetSampler': (
@@ -119,7 +120,6 @@ class Parent(gluon.HybridBlock):
 
 
 # the other input layouts a block accepts, which its checks cannot see through a Symbol
-HW = np.float32([[90, 90], [100, 80]])
 OTHER_LAYOUTS = {
     ('RPNTargetGenerator', 'per-image anchors'): [GT, BOXES, HW],
     ('RPNTargetGenerator', 'anchors (1, N, 4)'): [GT, BOXES[:1], HW],     # GluonCV's output
