@@ -140,7 +140,7 @@ def soak(name, make_block, make_inputs, sizes, args):
     for i in progress:
         size = sizes[(i // args.reshape_every) % len(sizes)]
         outputs = block(*[mx.nd.array(x) for x in make_inputs(rng, *size)])
-        if i == min(args.warmup, args.iterations - 1):
+        if i == args.warmup:                            # < iterations: parse_args checks
             mx.nd.waitall()
             start = resident_mb()
         if (i + 1) % READ_EVERY == 0 or i == args.iterations - 1:
