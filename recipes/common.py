@@ -193,27 +193,30 @@ class Distributed(object):
         return self.kv if self.kv else self.name
 
     def share_untrained(self, params, first_key):
-        """Give every worker worker 0's values of ``params`` (a list of Parameters).
+        """Give every device of every worker the values of ``params`` (a list of
+        Parameters) on worker 0's first device.
 
-        Each call initialises fresh kvstore keys from worker 0 (a key's first
-        value is stored as is, never passed to the servers' optimizer) and
-        pulls them everywhere. ``first_key`` must lie above the Trainer's own
-        keys (0 .. number of trained parameters - 1).
+        Across workers, each call initialises fresh kvstore keys from worker 0
+        (a key's first value is stored as is, never passed to the servers'
+        optimizer) and pulls them everywhere. ``first_key`` must lie above the
+        Trainer's own keys (0 .. number of trained parameters - 1).
         """
-        if not self.kv or not params:
+        if not params:
             return
-        start = first_key if self._next_key is None else self._next_key
-        keys = list(range(start, start + len(params)))
-        self._next_key = keys[-1] + 1
         arrays = [p.data(p.list_ctx()[0]) for p in params]
-        self.kv.broadcast(keys, arrays, out=arrays)
+        if self.kv:
+            start = first_key if self._next_key is None else self._next_key
+            keys = list(range(start, start + len(params)))
+            self._next_key = keys[-1] + 1
+            self.kv.broadcast(keys, arrays, out=arrays)
         for param, array in zip(params, arrays):
             param.set_data(array)
 
 
 def share_untrained(net, trainer_params, dist):
-    """Give every worker worker 0's values of what the trainer does not update
-    (BatchNorm running statistics), so that all workers hold identical parameters.
+    """Give every device and worker the first device's values (worker 0's) of what the
+    trainer does not update (BatchNorm running statistics, which each device updates
+    from its own images), so that all hold the parameters that are saved.
 
     ``trainer_params`` maps names to the parameters the trainer updates.
     """
@@ -494,8 +497,9 @@ class Run(object):
         """Train epoch after epoch, checkpoint each, write the reports: the metrics.
 
         Before each epoch ``hybridize()`` (the recipe's own setting, since
-        evaluation re-hybridizes the net); after it, every worker takes
-        worker 0's BatchNorm statistics (:func:`share_untrained`), worker 0
+        evaluation re-hybridizes the net); after it, every device and worker
+        takes worker 0's first device's BatchNorm statistics
+        (:func:`share_untrained`), worker 0
         evaluates (:func:`evaluate` on the run's devices and classes) every
         ``--val-interval`` epochs and after the last, and the run is saved
         (:meth:`save`). With ``--resume`` it starts after the checkpoint's

@@ -222,6 +222,11 @@ def build_step(args, net, samplers, trainer, ctx, dist):
     if args.rcnn_sampler == 'ohem':
         model = _require('--rcnn-sampler ohem', 'gluonmine.rcnn_ohem', 'OHEMFasterRCNN')(net)
         model.hybridize()
+    else:
+        # GluonCV makes its RCNN target generator at first use, initialised on the default
+        # context only; as its ForwardBackwardTask does, give it every device's, or a run
+        # on several fails at its first step
+        net.target_generator.collect_params().reset_ctx(ctx)
     global_batch = args.batch_size * dist.num_workers
 
     def iteration(batch):

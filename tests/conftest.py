@@ -162,3 +162,24 @@ def voc_root(tmp_path_factory):
     path = str(tmp_path_factory.mktemp('synthetic_voc'))
     make_synthetic_voc(path)
     return path
+
+
+@pytest.fixture
+def cpu_devices(monkeypatch):
+    """The recipes' ``--gpus`` on a machine without GPUs: GPU id i becomes ``mx.cpu(i)``,
+    a device of its own to MXNet (arrays on two of them do not mix).
+
+    Returns a list that gets, at each evaluation in a run, the names of the net's
+    parameters whose copies differ between devices."""
+    import common                       # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(common, 'contexts', lambda gpus: [mx.cpu(i) for i in gpus] or [mx.cpu()])
+    differing, evaluate = [], common.evaluate
+
+    def checked(net, *args):
+        differing.append(sorted(
+            name for name, p in net.collect_params().items()
+            if any(not np.array_equal(p.data(ctx).asnumpy(), p.data().asnumpy())
+                   for ctx in p.list_ctx())))
+        return evaluate(net, *args)
+    monkeypatch.setattr(common, 'evaluate', checked)
+    return differing

@@ -10,6 +10,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 'recipes'))
 
 import common  # noqa: E402  pylint: disable=wrong-import-position
+import evaluate  # noqa: E402  pylint: disable=wrong-import-position
 import train_faster_rcnn  # noqa: E402  pylint: disable=wrong-import-position
 from conftest import assert_run_outputs  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -74,6 +75,21 @@ def test_ohem_run_reports_mined_against_all_losses(voc_root, tmp_path):
     assert sampler['mining']['mined_loss_mean'] > sampler['mining']['all_loss_mean'] > 0
     assert all(np.isfinite(v).all() for v in metrics['loss_curve'].values())
 
+
+
+@pytest.mark.parametrize('flags', [(), ('--device-targets',), ('--rcnn-sampler', 'ohem')],
+                         ids=['random', 'device-targets', 'ohem'])
+def test_a_batch_splits_over_two_devices(voc_root, tmp_path, cpu_devices, flags):
+    # one image a device; GluonCV's RCNN target generator, made on first use on the
+    # default device only, once failed the first step on the second device
+    metrics = run(voc_root, tmp_path / 'two', '--gpus', '0', '1', *flags)
+    written = assert_run_outputs(tmp_path / 'two', metrics, LOSSES, 2)
+    assert written['final']['sampler']['rpn']['images'] == 4
+    # each device's BatchNorm statistics came from its own image: all devices hold the
+    # first's when the run evaluates, so the weights saved score what it measured
+    assert cpu_devices == [[]]
+    single = evaluate.main([str(tmp_path / 'two'), '--output', str(tmp_path / 'one')])
+    assert single['map'] == pytest.approx(written['final']['map'])
 
 @pytest.mark.parametrize('flag, module', [('random', 'gluonmine.rcnn'),
                                           ('ohem', 'gluonmine.rcnn_ohem')])

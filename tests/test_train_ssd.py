@@ -11,6 +11,7 @@ from numpy.testing import assert_array_equal
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 'recipes'))
 
+import evaluate  # noqa: E402  pylint: disable=wrong-import-position
 import train_ssd  # noqa: E402  pylint: disable=wrong-import-position
 from conftest import assert_run_outputs  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -60,6 +61,18 @@ def test_each_miner_trains(voc_root, tmp_path, miner):
     else:
         assert mining['mined_loss_mean'] > mining['all_loss_mean']
 
+
+
+def test_a_batch_splits_over_two_devices(voc_root, tmp_path, cpu_devices):
+    # two images a device; the positive count is gathered over both (MultiBoxLoss)
+    metrics = run(voc_root, tmp_path / 'two', '--gpus', '0', '1')
+    written = assert_run_outputs(tmp_path / 'two', metrics, LOSSES, 2)
+    assert written['final']['sampler']['anchors']['images'] == 8
+    # each device's BatchNorm statistics came from its own images: all devices hold the
+    # first's when the run evaluates, so the weights saved score what it measured
+    assert cpu_devices == [[]]
+    single = evaluate.main([str(tmp_path / 'two'), '--output', str(tmp_path / 'one')])
+    assert single['map'] == pytest.approx(written['final']['map'])
 
 def test_same_seed_reproduces_losses_and_statistics(voc_root, tmp_path):
     # augmentation is seeded per draw and targets are made in the step: the number of
