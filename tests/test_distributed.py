@@ -5,7 +5,7 @@ MXNet's ``DMLC_*`` variables, exactly as ``tools/launch.py`` would start them on
 several machines. Each worker runs the tiny Faster R-CNN recipe on its own
 shard with ``--kvstore dist_sync``; at the end both must hold identical
 parameters (weights through the summed gradients, BatchNorm statistics
-through the per-epoch average).
+copied from worker 0 after each epoch).
 """
 import os
 import socket
