@@ -26,8 +26,11 @@ class FasterRCNNTrainTransform(FasterRCNNDefaultTrainTransform):
     pos_ratio)``), hybridized, whose draws use ``mx.random``. In DataLoader worker processes
     each worker reseeds ``mx.random`` once, from a seed drawn from NumPy when
     the transform was built and the worker's number, so workers draw different
-    samples (GluonCV's NumPy draws repeat across forked workers) and a run is
-    reproducible under ``np.random.seed``.
+    samples (GluonCV's NumPy draws repeat across forked workers). Which worker
+    makes which image varies between runs, so with workers the samples are not
+    reproducible; in the training process (``num_workers=0``) they follow
+    ``mx.random.seed``, and with ``device_targets`` they are made in the
+    training loop.
 
     With ``device_targets=True`` the transform returns ``(img, bbox)`` only and
     the targets are made on the training device by
