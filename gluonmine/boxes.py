@@ -29,6 +29,16 @@ def pairwise_iou(F, boxes, gt_boxes, shared):
     return F.transpose(batched_iou(F, boxes, gt_boxes), axes=(1, 0, 2))    # (N, B, M)
 
 
+def join_levels(F, levels):
+    """Anchors of several feature levels as one set, in level order.
+
+    levels: a list of (N_l, 4), or of (1 or B, N_l, 4) -> (N, 4) or (1 or B, N, 4),
+    N the sum of the N_l. GluonCV's FPN RPN returns its ``anchors`` as such a
+    list and concatenates its ``raw_rpn_score`` over levels in the same order.
+    """
+    return F.concat(*levels, dim=-2)
+
+
 def per_image_boxes(F, boxes, gt_boxes):
     """Boxes of any layout as one set an image, for a graph that cannot read shapes.
 

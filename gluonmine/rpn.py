@@ -5,6 +5,8 @@ samples: +1 positive, -1 negative, 0 ignore; cls_target: +1 positive,
 0 negative, -1 ignore (GluonCV's RPN convention).
 """
 # pylint: disable=arguments-differ, invalid-name
+from mxnet import ndarray, symbol
+
 from . import _checks, _ops, boxes, labeling
 from ._block import SelectionBlock
 from .quota import _QuotaSamplerBase, check_quota_args
@@ -75,6 +77,23 @@ class RPNTargetSampler(_QuotaSamplerBase):
             min_forced_iou=forced, clobber_positives=clobber_positives, **kwargs)
 
 
+def _joined_levels(levels):
+    """Per-level anchors (NDArrays or Symbols, see :func:`boxes.join_levels`) as one input,
+    float32; NDArray levels are checked first, by the name ``anchors``."""
+    if not levels:
+        raise ValueError('anchors is an empty list: give (N, 4), (B, N, 4), or one such '
+                         'array per feature level')
+    if not all(_checks.is_array(level) for level in levels):
+        return boxes.join_levels(symbol, list(levels))
+    for level in levels:
+        _checks.check_shape('anchors (a level)', level,
+                            '(N, 4)' if level.ndim == 2 else '(B, N, 4)', last=4)
+    if len({level.shape[:-2] for level in levels}) > 1:
+        raise ValueError('anchors: the levels have shapes {}; all must be (N_l, 4), or all '
+                         '(B, N_l, 4) with the same B'.format([level.shape for level in levels]))
+    return _checks.as_float32(boxes.join_levels(ndarray, list(levels)))
+
+
 class RPNTargetGenerator(SelectionBlock):
     """RPN training targets for a batch, made on the training device.
 
@@ -113,7 +132,9 @@ class RPNTargetGenerator(SelectionBlock):
 
     Inputs:
         - **gt_boxes**: (B, M, 4) corner boxes, padding rows -1.
-        - **anchors**: (N, 4) corner anchors shared by the batch, or (B, N, 4).
+        - **anchors**: (N, 4) corner anchors shared by the batch, or (B, N, 4); or a
+          list of such arrays, one a feature level (GluonCV's FPN ``FasterRCNN``
+          output), joined in order along N.
         - **im_hw**: (B, 2) height and width of each image (before padding).
 
     Outputs:
@@ -139,6 +160,8 @@ class RPNTargetGenerator(SelectionBlock):
             self.sampler = sampler
 
     def check_inputs(self, gt_boxes, anchors, im_hw):  # pylint: disable=arguments-differ
+        if isinstance(anchors, (list, tuple)):          # one array a level (GluonCV's FPN)
+            anchors = _joined_levels(anchors)
         _checks.check_shape('gt_boxes', gt_boxes, '(B, M, 4)', last=4)
         _checks.check_shape('im_hw', im_hw, '(B, 2)', last=2)
         _checks.check_same('gt_boxes', gt_boxes, 0, 'im_hw', im_hw, 0)

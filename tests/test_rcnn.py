@@ -141,6 +141,29 @@ def test_transform_path():
     assert (cls_targets[0] >= 0).sum() == 64
 
 
+
+def test_device_targets_on_a_feature_pyramid_net():
+    # GluonCV's FPN FasterRCNN returns its anchors as a list, one array a level: the
+    # generator takes that output as it is, joined in the order of the RPN scores
+    from test_gluoncv_loop import fpn_net   # pylint: disable=import-outside-toplevel
+    mx.random.seed(0)
+    net = fpn_net(['a', 'b'])
+    net.initialize()
+    generator = install_samplers(net, device_targets=True)
+    generator.hybridize()
+    net.hybridize()
+    with autograd.train_mode():
+        outputs = net(nd.random.uniform(shape=(2, 3, HEIGHT, WIDTH)), GT_BOXES, GT_LABELS)
+    rpn_score, levels = outputs[5], outputs[7]
+    assert isinstance(levels, list) and len(levels) == 5
+    mx.random.seed(1)
+    cls_target, box_target, _ = generator(GT_BOXES, levels, IM_HW)
+    assert cls_target.shape == rpn_score.shape[:2] and box_target.shape == rpn_score.shape[:2] + (4,)
+    mx.random.seed(1)
+    joined = generator(GT_BOXES, nd.concat(*levels, dim=1), IM_HW)
+    assert_array_equal(cls_target.asnumpy(), joined[0].asnumpy())
+    assert ((cls_target.asnumpy() == 1).sum(axis=1) > 0).all()
+
 # ---------------------------------------------------------------- a real training step
 
 @pytest.fixture(scope='module')

@@ -5,7 +5,7 @@ import pytest
 from gluoncv.model_zoo.rcnn.rpn.rpn_target import RPNTargetGenerator as GluonCVGenerator
 from gluoncv.model_zoo.rcnn.rpn.rpn_target import RPNTargetSampler as GluonCVSampler
 from gluoncv.nn.coder import NumPyNormalizedBoxCenterEncoder
-from mxnet import nd
+from mxnet import gluon, nd
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy import stats
 
@@ -262,6 +262,55 @@ def test_generator_shared_and_per_image_anchors_agree():
     for got, want in zip(batched, shared):
         assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
+
+
+class _Child(gluon.HybridBlock):
+    """A user's hybridized block passing its per-level anchors to a generator child."""
+
+    def __init__(self, generator):
+        super(_Child, self).__init__()
+        self.generator = generator
+
+    def hybrid_forward(self, F, gt, level0, level1, level2, im_hw):
+        return self.generator(gt, [level0, level1, level2], im_hw)
+
+
+@pytest.mark.parametrize('layout', ['(N_l, 4)', '(1, N_l, 4)', '(B, N_l, 4)', 'child block'])
+def test_generator_takes_anchors_one_array_a_level(layout):
+    # GluonCV's FPN FasterRCNN returns its anchors as a list, one (1, N_l, 4) a level,
+    # in the order of its concatenated rpn scores: the targets of the joined anchors
+    anchors, gt = generator_inputs(6)
+    edges = [0, 100, 450, len(anchors)]
+    levels = [anchors[a:b] for a, b in zip(edges, edges[1:])]
+    if layout == '(1, N_l, 4)':
+        levels = [level[None] for level in levels]
+    elif layout == '(B, N_l, 4)':
+        levels = [np.stack([level, level]) for level in levels]
+    generator = RPNTargetGenerator(num_sample=32)
+    generator.hybridize()
+    mx.random.seed(3)
+    want = [o.asnumpy() for o in generator(nd.array(gt), nd.array(anchors), nd.array(IM_HW))]
+    block = generator if layout != 'child block' else _Child(RPNTargetGenerator(num_sample=32))
+    block.hybridize()
+    mx.random.seed(3)
+    if layout == 'child block':
+        got = block(nd.array(gt), *[nd.array(level[None]) for level in levels], nd.array(IM_HW))
+    else:
+        got = block(nd.array(gt), [nd.array(level) for level in levels], nd.array(IM_HW))
+    for g, w in zip(got, want):
+        assert_allclose(g.asnumpy(), w, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('levels, message', [
+    ([], 'anchors is an empty list'),
+    ([np.zeros((10, 4)), np.zeros((1, 5, 4))], 'anchors: the levels have shapes'),
+    ([np.zeros((10, 4)), np.zeros((5, 3))], r'anchors \(a level\)'),
+])
+def test_generator_rejects_bad_levels_by_name(levels, message):
+    anchors, gt = generator_inputs(7)
+    with pytest.raises(ValueError, match=message):
+        RPNTargetGenerator()(nd.array(gt), [nd.array(level) for level in levels],
+                             nd.array(IM_HW))
 
 def test_generator_without_any_ground_truth():
     anchors, _ = generator_inputs(3)
