@@ -175,11 +175,12 @@ def cpu_devices(monkeypatch):
     monkeypatch.setattr(common, 'contexts', lambda gpus: [mx.cpu(i) for i in gpus] or [mx.cpu()])
     differing, evaluate = [], common.evaluate
 
+    def differs(param):
+        first, *others = [param.data(ctx).asnumpy() for ctx in param.list_ctx()]
+        return any(not np.array_equal(first, other) for other in others)
+
     def checked(net, *args):
-        differing.append(sorted(
-            name for name, p in net.collect_params().items()
-            if any(not np.array_equal(p.data(ctx).asnumpy(), p.data().asnumpy())
-                   for ctx in p.list_ctx())))
+        differing.append(sorted(name for name, p in net.collect_params().items() if differs(p)))
         return evaluate(net, *args)
     monkeypatch.setattr(common, 'evaluate', checked)
     return differing
