@@ -5,6 +5,7 @@ GluonCV: cls_target +1 positive, 0 negative, -1 ignore.
 """
 import multiprocessing
 import os
+import threading
 
 import mxnet as mx
 import numpy as np
@@ -12,6 +13,11 @@ from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultTrainTransform
 
 from . import _checks
 from .rpn import RPNTargetGenerator
+
+# Gluon builds a hybridized block's graph at its first call, and neither that nor its
+# cached graph is safe to enter from two threads at once (the build fails inside Gluon's
+# name scope); DataLoader(thread_pool=True) runs transforms in threads: calls take turns
+_GENERATOR_LOCK = threading.Lock()
 
 
 class FasterRCNNTrainTransform(FasterRCNNDefaultTrainTransform):
@@ -30,7 +36,8 @@ class FasterRCNNTrainTransform(FasterRCNNDefaultTrainTransform):
     makes which image varies between runs, so with workers the samples are not
     reproducible; in the training process (``num_workers=0``) they follow
     ``mx.random.seed``, and with ``device_targets`` they are made in the
-    training loop.
+    training loop. In worker threads (``thread_pool=True``) the generator's
+    calls take turns, Gluon's hybridized blocks not being thread-safe.
 
     With ``device_targets=True`` the transform returns ``(img, bbox)`` only and
     the targets are made on the training device by
@@ -112,8 +119,9 @@ class FasterRCNNTrainTransform(FasterRCNNDefaultTrainTransform):
         im_hw = mx.nd.array([[height, width]], ctx=anchors.context)
         if gt_boxes.size == 0:      # MXNet cannot expand an empty array: (0, 4) -> (1, 0, 4)
             gt_boxes = mx.nd.full((1, 4), -1, ctx=anchors.context)
-        cls_target, box_target, box_mask = self._generator(
-            gt_boxes.expand_dims(axis=0), anchors, im_hw)
+        with _GENERATOR_LOCK:
+            cls_target, box_target, box_mask = self._generator(
+                gt_boxes.expand_dims(axis=0), anchors, im_hw)
         return cls_target[0].asnumpy(), box_target[0].asnumpy(), box_mask[0].asnumpy()
 
     def _seed_worker(self):

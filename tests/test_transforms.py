@@ -84,3 +84,16 @@ def test_dataloader_workers_draw_different_samples(net):
     targets = [batch[2][0].asnumpy().tobytes() for batch in loader]
     # 8 identical images: every worker draw is different
     assert len(set(targets)) == len(targets) == 8
+
+
+def test_dataloader_threads_share_one_transform(net):
+    # DataLoader(thread_pool=True) calls one transform from several threads; Gluon's
+    # first-call graph build is not thread-safe and failed before the calls took turns
+    for _ in range(3):
+        transform = FasterRCNNTrainTransform(short=128, max_size=224, net=net)
+        loader = mx.gluon.data.DataLoader(_SameImage().transform(transform), batch_size=1,
+                                          num_workers=4, thread_pool=True,
+                                          batchify_fn=FasterRCNNTrainBatchify(net))
+        targets = [batch[2][0].asnumpy() for batch in loader]
+        assert len(targets) == 8
+        assert all((t >= 0).sum() == 256 and (t == 1).any() for t in targets)
