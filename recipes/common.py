@@ -201,8 +201,8 @@ class Distributed(object):
         optimizer) and pulls them everywhere. ``first_key`` must lie above the
         Trainer's own keys (0 .. number of trained parameters - 1).
         """
-        if not params:
-            return
+        if not params or (not self.kv and len(params[0].list_ctx()) == 1):
+            return                                  # one worker, one device: all agree
         arrays = [p.data(p.list_ctx()[0]) for p in params]
         if self.kv:
             start = first_key if self._next_key is None else self._next_key
