@@ -1,10 +1,24 @@
-"""The base class of every public gluonmine block."""
+"""The base classes of every public gluonmine block."""
 from mxnet import autograd, gluon
 
 from ._checks import as_float32
 
 
-class SelectionBlock(gluon.HybridBlock):
+class CopyableBlock(gluon.HybridBlock):
+    """A HybridBlock that pickles and deep-copies after it has run hybridized.
+
+    Its built graph holds MXNet handles, which cannot be pickled (a DataLoader
+    whose workers are spawned pickles its dataset's transform); the copy
+    leaves the graph behind and builds its own at its first call.
+    """
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.update(_cached_graph=(), _cached_op=None, _cached_op_args=[])
+        return state
+
+
+class SelectionBlock(CopyableBlock):
     """A HybridBlock that selects: it checks its inputs and never records gradients.
 
     Which candidates are sampled or mined is not differentiable, so the forward

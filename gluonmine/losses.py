@@ -14,6 +14,7 @@ from mxnet import autograd, gluon
 from mxnet import ndarray as nd
 
 from . import _checks, _ops
+from ._block import CopyableBlock
 from .hard_negative import HardNegativeMiner
 from .ohem import HardExampleMiner
 
@@ -104,7 +105,7 @@ def per_image_norm(F, mask):
 
 # ------------------------------------------------------------- base
 
-class _LossBlock(gluon.HybridBlock):
+class _LossBlock(CopyableBlock):
     """A HybridBlock that checks its NDArray inputs (``check_inputs``) on every call.
 
     The loss is computed in float32: NDArray inputs of another dtype (float16

@@ -1,4 +1,8 @@
-"""Every public block, one table: bad input shapes, inputs left alone, seeded determinism."""
+"""Every public block, one table: bad input shapes, inputs left alone, seeded determinism,
+copies of a block that has run."""
+import copy
+import pickle
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -95,6 +99,22 @@ def test_inputs_are_never_modified(name):
         for array, original in zip(arrays, before):
             np.testing.assert_array_equal(array.asnumpy(), original)
 
+
+
+@pytest.mark.parametrize('copy_block', [lambda b: pickle.loads(pickle.dumps(b)), copy.deepcopy],
+                         ids=['pickle', 'deepcopy'])
+@pytest.mark.parametrize('name', sorted(BLOCKS))
+def test_a_block_that_has_run_pickles_and_copies(name, copy_block):
+    # a DataLoader with spawned workers pickles its dataset's transform, generator and
+    # all; a built graph holds MXNet handles, which do not pickle
+    block, good = build(name, True), BLOCKS[name][1]
+    call(block, good)
+    copied = copy_block(block)
+    mx.random.seed(5)
+    want = call(block, good)
+    mx.random.seed(5)
+    for got, expected in zip(call(copied, good), want):
+        np.testing.assert_array_equal(got, expected)
 
 @pytest.mark.parametrize('name', sorted(BLOCKS))
 def test_same_seed_same_selection_eager_and_hybrid(name):

@@ -1,4 +1,6 @@
 """FasterRCNNTrainTransform: GluonCV's transform with gluonmine's RPN targets."""
+import pickle
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -97,3 +99,14 @@ def test_dataloader_threads_share_one_transform(net):
         targets = [batch[2][0].asnumpy() for batch in loader]
         assert len(targets) == 8
         assert all((t >= 0).sum() == 256 and (t == 1).any() for t in targets)
+
+
+def test_a_transform_that_has_run_pickles(net):
+    # DataLoader workers started by 'spawn' (macOS and Windows) get the transform pickled
+    transform = FasterRCNNTrainTransform(short=128, max_size=224, net=net, flip_p=0.)
+    transform(IMAGE, LABEL)                                 # builds the generator's graph
+    copied = pickle.loads(pickle.dumps(transform))
+    mx.random.seed(2)
+    want = transform(IMAGE, LABEL)[2][0]
+    mx.random.seed(2)
+    assert_array_equal(copied(IMAGE, LABEL)[2][0], want)
