@@ -4,12 +4,12 @@ Constructor arguments fail with ``ValueError`` naming the argument and the value
 inputs fail with ``ValueError`` naming the input, the shape expected and the
 shape given. Shape checks run in ``forward`` on the NDArrays a caller passes,
 so they hold eagerly and for hybridized blocks alike; nothing is read from the
-device. NDArray inputs of another dtype are read as float32 (:func:`as_float32`).
+device. Inputs of another dtype are read as float32 (:func:`as_float32`).
 """
 import numbers
 
 import numpy as np
-from mxnet import ndarray
+from mxnet import ndarray, symbol
 
 
 def check_number(name, value, low=None, high=None, low_open=False, high_open=False,
@@ -62,15 +62,21 @@ def is_array(x):
 
 
 def as_float32(x):
-    """An NDArray input as float32, the dtype every block computes in.
+    """An input as float32, the dtype every block computes in.
 
     float16 (mixed precision), float64 (``nd.from_numpy``) or integer arrays
     are cast on their own device (no host copy) instead of failing deep
-    inside MXNet on a dtype mismatch; float32 arrays, Symbols and other
-    values pass unchanged.
+    inside MXNet on a dtype mismatch; float32 arrays and other values pass
+    unchanged. A Symbol (the block is a child of a hybridized block) gets an
+    ``amp_cast`` to float32: its dtype is not known yet, the cast costs
+    nothing on float32 (MXNet runs it in place), and float16 or bfloat16
+    from a mixed-precision graph would otherwise reach the index arithmetic
+    (integers above 2048 are not exact in float16).
     """
     if is_array(x) and x.dtype != np.float32:
         return x.astype('float32')
+    if isinstance(x, symbol.Symbol):
+        return symbol.amp_cast(x, dtype='float32')
     return x
 
 

@@ -84,7 +84,7 @@ def _joined_levels(levels):
         raise ValueError('anchors is an empty list: give (N, 4), (B, N, 4), or one such '
                          'array per feature level')
     if not all(_checks.is_array(level) for level in levels):
-        return boxes.join_levels(symbol, list(levels))
+        return _checks.as_float32(boxes.join_levels(symbol, list(levels)))
     for level in levels:
         _checks.check_shape('anchors (a level)', level,
                             '(N, 4)' if level.ndim == 2 else '(B, N, 4)', last=4)

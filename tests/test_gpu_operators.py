@@ -61,6 +61,8 @@ GPU_KERNELS = {
     '_random_uniform_like': 'random/sample_op.cu',  # inferred
     '_rminus_scalar': 'tensor/elemwise_binary_scalar_op_basic.cu',
     'abs': 'tensor/elemwise_unary_op_basic.cu',
+    'amp_cast': 'tensor/amp_cast.cu',
+    'amp_multicast': 'tensor/amp_cast.cu',           # in GluonCV's box decoder
     'argmax': 'tensor/broadcast_reduce_op_index.cu',
     'argsort': 'tensor/ordering_op.cu',
     'broadcast_add': 'tensor/elemwise_binary_broadcast_op_basic.cu',
@@ -148,7 +150,9 @@ def graph_operators(block):
     found = set()
     graph = getattr(block, '_cached_graph', ())
     if graph:
-        found.update(node['op'] for node in json.loads(graph[1].tojson())['nodes'])
+        # as run: tojson drops amp_cast nodes by default
+        nodes = json.loads(graph[1].tojson(remove_amp_cast=False))['nodes']
+        found.update(node['op'] for node in nodes)
     for child in block._children.values():      # pylint: disable=protected-access
         found |= graph_operators(child)
     return found - {'null'}

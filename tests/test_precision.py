@@ -2,7 +2,7 @@
 import mxnet as mx
 import numpy as np
 import pytest
-from mxnet import autograd, nd
+from mxnet import autograd, gluon, nd
 from mxnet.contrib import amp
 
 from test_reliability import BLOCKS, build, call
@@ -78,3 +78,31 @@ def test_float16_conversion_types_every_output_float32(name):
     assert any('amp_cast' in o or 'amp_multicast' in o for o in internals)
     _, types, _ = symbol.infer_type(**{x.name: 'float32' for x in inputs})
     assert types == [np.float32] * len(types)
+
+
+class _HalfPrecisionParent(gluon.HybridBlock):
+    """A float16 graph (``net.cast('float16')``, or mixed precision upstream) handing its
+    float16 values to a gluonmine child block."""
+
+    def __init__(self, child):
+        super(_HalfPrecisionParent, self).__init__()
+        self.child = child
+
+    def hybrid_forward(self, F, *inputs):  # pylint: disable=arguments-differ
+        return self.child(*[F.cast(x, 'float16') for x in inputs])
+
+
+@pytest.mark.parametrize('name', sorted(BLOCKS))
+def test_a_child_block_computes_float16_symbols_in_float32(name):
+    # in float16 the anchor and RoI indices above 2048 are not exact (and MXNet's CPU has
+    # no float16 FullyConnected): the child casts its Symbols to float32 first, and
+    # returns what it returns alone for the same (float16-rounded) values
+    halved = [np.asarray(x).astype('float16').astype('float32') for x in BLOCKS[name][1]]
+    want = outputs(build(name, True), [nd.array(x) for x in halved])
+    parent = _HalfPrecisionParent(BLOCKS[name][0]())
+    parent.initialize()
+    parent.hybridize()
+    got = outputs(parent, [nd.array(x) for x in halved])
+    for g, w in zip(got, want):
+        assert g.dtype == np.float32
+        np.testing.assert_array_equal(g.asnumpy(), w.asnumpy())
