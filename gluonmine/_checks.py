@@ -68,10 +68,10 @@ def as_float32(x):
     are cast on their own device (no host copy) instead of failing deep
     inside MXNet on a dtype mismatch; float32 arrays and other values pass
     unchanged. A Symbol (the block is a child of a hybridized block) gets an
-    ``amp_cast`` to float32: its dtype is not known yet, the cast costs
-    nothing on float32 (MXNet runs it in place), and float16 or bfloat16
-    from a mixed-precision graph would otherwise reach the index arithmetic
-    (integers above 2048 are not exact in float16).
+    ``amp_cast`` to float32: its dtype is not known yet; on float32 the cast
+    does nothing in place (a copy where the input is needed elsewhere), and
+    float16 or bfloat16 from a mixed-precision graph would otherwise reach the
+    index arithmetic (integers above 2048 are not exact in float16).
     """
     if is_array(x) and x.dtype != np.float32:
         return x.astype('float32')
