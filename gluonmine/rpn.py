@@ -83,15 +83,16 @@ def _joined_levels(levels):
     if not levels:
         raise ValueError('anchors is an empty list: give (N, 4), (B, N, 4), or one such '
                          'array per feature level')
-    if not all(_checks.is_array(level) for level in levels):
-        return _checks.as_float32(boxes.join_levels(symbol, list(levels)))
-    for level in levels:
-        _checks.check_shape('anchors (a level)', level,
-                            '(N, 4)' if level.ndim == 2 else '(B, N, 4)', last=4)
-    if len({level.shape[:-2] for level in levels}) > 1:
-        raise ValueError('anchors: the levels have shapes {}; all must be (N_l, 4), or all '
-                         '(B, N_l, 4) with the same B'.format([level.shape for level in levels]))
-    return _checks.as_float32(boxes.join_levels(ndarray, list(levels)))
+    arrays = all(_checks.is_array(level) for level in levels)
+    if arrays:
+        for level in levels:
+            _checks.check_shape('anchors (a level)', level,
+                                '(N, 4)' if level.ndim == 2 else '(B, N, 4)', last=4)
+        if len({level.shape[:-2] for level in levels}) > 1:
+            raise ValueError('anchors: the levels have shapes {}; all must be (N_l, 4), or all '
+                             '(B, N_l, 4) with the same B'.format(
+                                 [level.shape for level in levels]))
+    return _checks.as_float32(boxes.join_levels(ndarray if arrays else symbol, list(levels)))
 
 
 class RPNTargetGenerator(SelectionBlock):
