@@ -2,10 +2,10 @@
 import mxnet as mx
 import numpy as np
 import pytest
-from mxnet import autograd, gluon, nd
+from mxnet import autograd, nd
 from mxnet.contrib import amp
 
-from test_reliability import BLOCKS, build, call
+from test_reliability import BLOCKS, Parent, build, call
 
 LOSSES = ['MultiBoxLoss', 'RCNNHardExampleLoss']
 SELECTIONS = sorted(set(BLOCKS) - set(LOSSES))
@@ -80,13 +80,9 @@ def test_float16_conversion_types_every_output_float32(name):
     assert types == [np.float32] * len(types)
 
 
-class _HalfPrecisionParent(gluon.HybridBlock):
+class _HalfPrecisionParent(Parent):
     """A float16 graph (``net.cast('float16')``, or mixed precision upstream) handing its
     float16 values to a gluonmine child block."""
-
-    def __init__(self, child):
-        super(_HalfPrecisionParent, self).__init__()
-        self.child = child
 
     def hybrid_forward(self, F, *inputs):  # pylint: disable=arguments-differ
         return self.child(*[F.cast(x, 'float16') for x in inputs])
