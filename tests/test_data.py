@@ -1,6 +1,7 @@
 """The synthetic VOC dataset: deterministic files that GluonCV's VOCDetection reads."""
 import hashlib
 import os
+import pathlib
 import stat
 from xml.etree import ElementTree
 
@@ -63,9 +64,9 @@ def test_same_seed_writes_identical_files_and_another_seed_does_not(tmp_path):
 
 def test_layout_is_a_vocdevkit(tmp_path):
     directory = make_synthetic_voc(str(tmp_path), **SMALL)
-    splits = os.path.join(directory, 'ImageSets', 'Main')
-    train_ids = open(os.path.join(splits, 'train.txt')).read().split()
-    val_ids = open(os.path.join(splits, 'val.txt')).read().split()
+    splits = pathlib.Path(directory, 'ImageSets', 'Main')
+    train_ids = (splits / 'train.txt').read_text().split()
+    val_ids = (splits / 'val.txt').read_text().split()
     assert len(train_ids) == 40 and len(val_ids) == 10 and not set(train_ids) & set(val_ids)
     for image_id in train_ids + val_ids:
         assert os.path.exists(os.path.join(directory, 'JPEGImages', image_id + '.jpg'))

@@ -2,6 +2,7 @@
 import ast
 import importlib
 import inspect
+import pathlib
 import re
 
 import pytest
@@ -52,8 +53,8 @@ def test_documented_defaults_match_the_signature(cls):
 
 
 def test_readme_test_command_is_what_ci_runs():
-    readme = open('README.md').read()
+    readme = pathlib.Path('README.md').read_text()
     block = re.search(r'<!-- test-command -->\s*```\s*(.+?)\s*```\s*<!-- /test-command -->',
                       readme, re.S)
     assert block, 'README.md has no test command block'
-    assert 'test-command' in open('.ci/run').read()
+    assert 'test-command' in pathlib.Path('.ci/run').read_text()
