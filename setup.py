@@ -1,4 +1,6 @@
 """gluonmine: training-time sample selection for MXNet / GluonCV detectors."""
+import pathlib
+
 from setuptools import find_packages, setup
 
 # One dependency set known to install together on Python 3.11 without resolver
@@ -13,6 +15,9 @@ INSTALL_REQUIRES = [
     'scipy==1.11.4',
     'matplotlib==3.7.5',
     'contourpy==1.3.2',
+    # matplotlib 3.7 parses fonts and mathtext with pyparsing's camelCase names, which
+    # pyparsing 3.3 deprecates: a release that removes them would break every plot
+    'pyparsing>=3.0,<3.4',
     'tqdm>=4.60',
 ]
 
@@ -26,11 +31,13 @@ TEST_REQUIRES = [
     'hypothesis>=6.80',
 ] + COCO_REQUIRES
 
+README = pathlib.Path(__file__).parent / 'README.md'
+
 setup(
     name='gluonmine',
     version='0.1.0',
     description='GPU-resident target sampling and hard example mining for GluonCV detectors',
-    long_description=open('README.md').read() if __import__('os').path.exists('README.md') else '',
+    long_description=README.read_text() if README.exists() else '',
     long_description_content_type='text/markdown',
     packages=find_packages(include=['gluonmine', 'gluonmine.*']),
     python_requires='>=3.8',
