@@ -1,5 +1,5 @@
 """Every public block, one table: bad input shapes, inputs left alone, seeded determinism,
-copies of a block that has run."""
+copies of a block that has run, exported blocks on other shapes."""
 import copy
 import pickle
 
@@ -8,57 +8,70 @@ import numpy as np
 import pytest
 from mxnet import gluon, nd
 
-from conftest import random_boxes
+from conftest import export_and_import, random_boxes
 from gluonmine import (HardExampleMiner, HardNegativeMiner, OHEMSampler, QuotaSampler,
                        RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler)
 from gluonmine.losses import MultiBoxLoss, RCNNHardExampleLoss
 
-RNG = np.random.RandomState(0)
+
+def table_inputs(rng, b, n, m, c):
+    """name: the inputs of each block in BLOCKS, for b images, n candidates, m ground truths
+    and c classes, as a dict, with the arrays they are made of under their names."""
+    a = dict(ious=(rng.rand(b, n, m) ** 2).astype('float32'),
+             loss=rng.rand(b, n).astype('float32'),
+             boxes=np.stack([random_boxes(rng, n) for _ in range(b)]),
+             samples=rng.choice([-1., 0., 1.], size=(b, n)).astype('float32'),
+             gt=np.stack([random_boxes(rng, m) for _ in range(b)]),
+             cls_target=rng.randint(-1, c + 1, (b, n)).astype('float32'),
+             hw=rng.randint(80, 121, (b, 2)).astype('float32'),
+             logits=rng.randn(b, n, c + 1).astype('float32'),
+             box_pred=rng.randn(b, n, 4).astype('float32'),
+             rcnn_box=rng.randn(b, n, c, 4).astype('float32'))
+    inputs = {
+        'RPNTargetSampler': [a['ious']],
+        'QuotaSampler': [a['ious']],
+        'RPNTargetGenerator': [a['gt'], a['boxes'][0], a['hw']],
+        'RCNNTargetSampler': [a['boxes'], a['loss'], a['gt']],
+        'HardExampleMiner': [a['loss'], a['loss'], a['boxes'], a['samples']],
+        'HardNegativeMiner': [a['loss'], a['samples']],
+        'OHEMSampler': [a['samples'], a['logits'], a['ious']],
+        'MultiBoxLoss': [a['logits'], a['box_pred'], a['cls_target'], a['box_pred'][::-1]],
+        'RCNNHardExampleLoss': [a['logits'], a['rcnn_box'], a['cls_target'],
+                                a['rcnn_box'][:, ::-1], (a['rcnn_box'] > 0).astype('float32'),
+                                a['boxes']]}
+    return inputs, a
+
+
 B, N, M, C = 2, 40, 3, 4
-IOUS = (RNG.rand(B, N, M) ** 2).astype('float32')
-LOSS = RNG.rand(B, N).astype('float32')
-BOXES = np.stack([random_boxes(RNG, N) for _ in range(B)])
-SAMPLES = RNG.choice([-1., 0., 1.], size=(B, N)).astype('float32')
-GT = np.stack([random_boxes(RNG, M) for _ in range(B)])
-CLS_TARGET = RNG.randint(-1, C + 1, (B, N)).astype('float32')
-HW = np.float32([[90, 90], [100, 80]])                                     # (B, 2)
+GOOD, _ARRAYS = table_inputs(np.random.RandomState(0), B, N, M, C)
+IOUS, LOSS, BOXES, SAMPLES, GT, HW = (_ARRAYS[k] for k in
+                                      ('ious', 'loss', 'boxes', 'samples', 'gt', 'hw'))
 
 # name: (block factory, good inputs, [(position, bad input, input name in the message)])
 BLOCKS = {
-    'RPNTargetSampler': (lambda: RPNTargetSampler(num_sample=16), [IOUS],
+    'RPNTargetSampler': (lambda: RPNTargetSampler(num_sample=16), GOOD['RPNTargetSampler'],
                          [(0, IOUS[0], 'ious')]),
-    'QuotaSampler': (lambda: QuotaSampler(num_sample=16), [IOUS], [(0, IOUS[..., 0], 'ious')]),
+    'QuotaSampler': (lambda: QuotaSampler(num_sample=16), GOOD['QuotaSampler'],
+                     [(0, IOUS[..., 0], 'ious')]),
     'RPNTargetGenerator': (
-        lambda: RPNTargetGenerator(num_sample=16),
-        [GT, BOXES[0], HW],
+        lambda: RPNTargetGenerator(num_sample=16), GOOD['RPNTargetGenerator'],
         [(0, GT[0], 'gt_boxes'), (1, BOXES[0, :, :3], 'anchors'),
          (2, np.float32([[90, 90]] * 3), 'gt_boxes'), (1, BOXES[:, :, None], 'anchors')]),
     'RCNNTargetSampler': (
-        lambda: RCNNTargetSampler(B, N, 16, 0.5, 0.25, M),
-        [BOXES, LOSS, GT],
+        lambda: RCNNTargetSampler(B, N, 16, 0.5, 0.25, M), GOOD['RCNNTargetSampler'],
         [(0, BOXES[0], 'rois'), (1, LOSS[:1], 'scores'), (2, GT[..., :2], 'gt_boxes')]),
     'HardExampleMiner': (
-        lambda: HardExampleMiner(num_hard_examples=8),
-        [LOSS, LOSS, BOXES, SAMPLES],
+        lambda: HardExampleMiner(num_hard_examples=8), GOOD['HardExampleMiner'],
         [(0, LOSS[0], 'cls_losses'), (2, BOXES[..., :3], 'boxes'),
          (3, SAMPLES[:, :5], 'samples')]),
-    'HardNegativeMiner': (lambda: HardNegativeMiner(3), [LOSS, SAMPLES],
+    'HardNegativeMiner': (lambda: HardNegativeMiner(3), GOOD['HardNegativeMiner'],
                           [(0, LOSS[:, None], 'losses'), (1, SAMPLES[:1], 'samples')]),
-    'OHEMSampler': (
-        lambda: OHEMSampler(3),
-        [SAMPLES, RNG.randn(B, N, C + 1).astype('float32'), IOUS],
-        [(0, SAMPLES[0], 'x'), (1, LOSS, 'logits')]),
-    'MultiBoxLoss': (
-        MultiBoxLoss,
-        [RNG.randn(B, N, C + 1).astype('float32'), RNG.randn(B, N, 4).astype('float32'),
-         CLS_TARGET, RNG.randn(B, N, 4).astype('float32')],
-        [(2, CLS_TARGET[0], 'cls_target'), (1, LOSS, 'box_pred')]),
-    'RCNNHardExampleLoss': (
-        RCNNHardExampleLoss,
-        [RNG.randn(B, N, C + 1).astype('float32'), RNG.randn(B, N, C, 4).astype('float32'),
-         CLS_TARGET, RNG.randn(B, N, C, 4).astype('float32'),
-         (RNG.rand(B, N, C, 4) > 0.5).astype('float32'), BOXES],
-        [(0, LOSS, 'cls_pred'), (5, BOXES[0], 'rois')]),
+    'OHEMSampler': (lambda: OHEMSampler(3), GOOD['OHEMSampler'],
+                    [(0, SAMPLES[0], 'x'), (1, LOSS, 'logits')]),
+    'MultiBoxLoss': (MultiBoxLoss, GOOD['MultiBoxLoss'],
+                     [(2, _ARRAYS['cls_target'][0], 'cls_target'), (1, LOSS, 'box_pred')]),
+    'RCNNHardExampleLoss': (RCNNHardExampleLoss, GOOD['RCNNHardExampleLoss'],
+                            [(0, LOSS, 'cls_pred'), (5, BOXES[0], 'rois')]),
 }
 
 
@@ -115,6 +128,27 @@ def test_a_block_that_has_run_pickles_and_copies(name, copy_block):
     mx.random.seed(5)
     for got, expected in zip(call(copied, good), want):
         np.testing.assert_array_equal(got, expected)
+
+
+# a batch of another size: one image more, 30 candidates more, 2 ground truths more
+OTHER_SHAPES, _ = table_inputs(np.random.RandomState(1), B + 1, N + 30, M + 2, C)
+
+
+@pytest.mark.parametrize('name', sorted(set(BLOCKS) - {'RCNNTargetSampler'}))
+def test_an_exported_block_serves_other_batch_shapes(name, tmp_path):
+    # a deployed symbol file is not tied to the shapes it was exported with
+    # (RCNNTargetSampler's constructor fixes its images and proposals, as GluonCV's does)
+    block = build(name, True)
+    call(block, BLOCKS[name][1])
+    imported, _ = export_and_import(block, tmp_path, len(BLOCKS[name][1]))
+    outputs = []
+    for runner in (imported, build(name, False)):
+        mx.random.seed(3)
+        outputs.append(call(runner, OTHER_SHAPES[name]))
+    assert outputs[0][0].shape[0] == B + 1
+    for got, want in zip(*outputs):
+        np.testing.assert_array_equal(got, want)
+
 
 @pytest.mark.parametrize('name', sorted(BLOCKS))
 def test_same_seed_same_selection_eager_and_hybrid(name):
