@@ -1,4 +1,6 @@
-"""Documentation stays true: every public constructor argument is documented."""
+"""Documentation stays true: every public constructor argument and every recipe flag is
+documented."""
+import argparse
 import ast
 import importlib
 import inspect
@@ -9,6 +11,7 @@ import pytest
 
 import gluonmine
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODULES = ['gluonmine.quota', 'gluonmine.rpn', 'gluonmine.transforms', 'gluonmine.rcnn_target',
            'gluonmine.ohem', 'gluonmine.hard_negative', 'gluonmine.losses', 'gluonmine.rcnn',
            'gluonmine.rcnn_ohem', 'gluonmine.data']
@@ -58,3 +61,41 @@ def test_readme_test_command_is_what_ci_runs():
                       readme, re.S)
     assert block, 'README.md has no test command block'
     assert 'test-command' in pathlib.Path('.ci/run').read_text()
+
+
+# recipe: (document, its section) that describes its flags
+RECIPE_DOCS = {name: ('recipes/README.md', name + '.py') for name in
+               ('train_faster_rcnn', 'train_ssd', 'evaluate', 'show_samples', 'export')}
+RECIPE_DOCS.update(benchmark=('README.md', 'Benchmarks'), soak=('README.md', 'Long runs: memory'))
+
+
+def recipe_flags(name, monkeypatch):
+    """The long options of a recipe's command line, read from its argparse usage."""
+    class Parsed(Exception):
+        pass
+
+    def stop(parser, *args, **kwargs):
+        raise Parsed(parser.format_usage())
+
+    monkeypatch.syspath_prepend(str(ROOT / 'recipes'))
+    monkeypatch.setattr(argparse.ArgumentParser, 'parse_args', stop)
+    with pytest.raises(Parsed) as usage:
+        importlib.import_module(name).parse_args([])
+    return set(re.findall(r'\[(--[a-z][a-z0-9-]*)', str(usage.value))) - {'--help'}
+
+
+def doc_section(document, title):
+    text = (ROOT / document).read_text()
+    found = re.search(r'^## {}\n(.*?)(?=^## |\Z)'.format(re.escape(title)), text, re.S | re.M)
+    assert found, '{} has no section "{}"'.format(document, title)
+    return found.group(1)
+
+
+@pytest.mark.parametrize('name', sorted(RECIPE_DOCS))
+def test_every_recipe_flag_is_documented_and_every_documented_flag_exists(name, monkeypatch):
+    flags = recipe_flags(name, monkeypatch)
+    section = doc_section(*RECIPE_DOCS[name])
+    mentioned = set(re.findall(r'(?<![\w-])(--[a-z][a-z0-9-]*)(?![\w-])', section))
+    tabled = set(re.findall(r'^\| `(--[a-z][a-z0-9-]*)', section, re.M))
+    assert flags and not flags - mentioned, 'undocumented: {}'.format(sorted(flags - mentioned))
+    assert not tabled - flags, 'documented, not a flag: {}'.format(sorted(tabled - flags))
