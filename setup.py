@@ -1,5 +1,6 @@
 """gluonmine: training-time sample selection for MXNet / GluonCV detectors."""
 import pathlib
+import re
 
 from setuptools import find_packages, setup
 
@@ -31,11 +32,16 @@ TEST_REQUIRES = [
     'hypothesis>=6.80',
 ] + COCO_REQUIRES
 
-README = pathlib.Path(__file__).parent / 'README.md'
+HERE = pathlib.Path(__file__).parent
+README = HERE / 'README.md'
+# the version lives in the package (gluonmine.__version__); read, not imported, since
+# the dependencies are not installed yet
+VERSION = re.search(r"^__version__ = '([^']+)'", (HERE / 'gluonmine' / '__init__.py').read_text(),
+                    re.M).group(1)
 
 setup(
     name='gluonmine',
-    version='0.1.0',
+    version=VERSION,
     description='GPU-resident target sampling and hard example mining for GluonCV detectors',
     long_description=README.read_text() if README.exists() else '',
     long_description_content_type='text/markdown',
