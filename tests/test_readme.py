@@ -22,30 +22,31 @@ from test_rcnn_ohem import images, tiny_net
 README = pathlib.Path(__file__).resolve().parents[1] / 'README.md'
 EXAMPLES = re.findall(r'```python\n(.*?)```', README.read_text(), re.S)
 B, N, M, C = 2, 60, 4, 3
-RNG = np.random.RandomState(0)
 
 
 def detection_arrays():
     """Placeholders of the sampler and miner examples: B images, N candidates, M ground
     truths, C classes and background."""
-    ious = (RNG.rand(B, N, M) ** 2).astype('float32')
+    rng = np.random.RandomState(0)
+    ious = (rng.rand(B, N, M) ** 2).astype('float32')
     matches = np.where(ious.max(-1) >= 0.5, ious.argmax(-1), -1).astype('float32')
     return {name: nd.array(value) for name, value in dict(
         ious=ious, matches=matches,
-        cls_pred=RNG.randn(B, N, C + 1), cls_preds=RNG.randn(B, N, C + 1),
-        gt_boxes=np.stack([random_boxes(RNG, M) for _ in range(B)]),
-        anchors=random_boxes(RNG, N), im_hw=np.float32([[90, 100]] * B),
-        cls_losses=RNG.rand(B, N), loc_losses=RNG.rand(B, N),
-        rois=np.stack([random_boxes(RNG, N) for _ in range(B)]),
-        samples=RNG.choice([-1., 0., 1.], (B, N)), labels=RNG.randint(0, C + 1, (B, N)),
+        cls_pred=rng.randn(B, N, C + 1), cls_preds=rng.randn(B, N, C + 1),
+        gt_boxes=np.stack([random_boxes(rng, M) for _ in range(B)]),
+        anchors=random_boxes(rng, N), im_hw=np.float32([[90, 100]] * B),
+        cls_losses=rng.rand(B, N), loc_losses=rng.rand(B, N),
+        rois=np.stack([random_boxes(rng, N) for _ in range(B)]),
+        samples=rng.choice([-1., 0., 1.], (B, N)), labels=rng.randint(0, C + 1, (B, N)),
     ).items()}
 
 
 def proposals():
     """The RCNNTargetSampler example: 2 images of 2000 scored proposals."""
+    rng = np.random.RandomState(0)
     return dict(net=tiny_net(), gt_boxes=GT_BOXES,
-                rois=nd.array(np.stack([random_boxes(RNG, 2000) for _ in range(2)])),
-                scores=nd.array(RNG.rand(2, 2000, 1)))
+                rois=nd.array(np.stack([random_boxes(rng, 2000) for _ in range(2)])),
+                scores=nd.array(rng.rand(2, 2000, 1)))
 
 
 def gluoncv_script():
@@ -69,10 +70,11 @@ def training_batch():
 
 def ssd_lists():
     """The SSD loss example: one device's predictions and targets, in lists."""
+    rng = np.random.RandomState(1)
     arrays = detection_arrays()
-    cls_targets = nd.array(RNG.randint(0, C + 1, (B, N)))
-    return dict(cls_preds=[arrays['cls_pred']], box_preds=[nd.array(RNG.randn(B, N, 4))],
-                cls_targets=[cls_targets], box_targets=[nd.array(RNG.randn(B, N, 4))])
+    cls_targets = nd.array(rng.randint(0, C + 1, (B, N)))
+    return dict(cls_preds=[arrays['cls_pred']], box_preds=[nd.array(rng.randn(B, N, 4))],
+                cls_targets=[cls_targets], box_targets=[nd.array(rng.randn(B, N, 4))])
 
 
 def shapes(**expected):
