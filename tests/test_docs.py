@@ -56,11 +56,11 @@ def test_documented_defaults_match_the_signature(cls):
 
 
 def test_readme_test_command_is_what_ci_runs():
-    readme = pathlib.Path('README.md').read_text()
+    readme = (ROOT / 'README.md').read_text()
     block = re.search(r'<!-- test-command -->\s*```\s*(.+?)\s*```\s*<!-- /test-command -->',
                       readme, re.S)
     assert block, 'README.md has no test command block'
-    assert 'test-command' in pathlib.Path('.ci/run').read_text()
+    assert 'test-command' in (ROOT / '.ci' / 'run').read_text()
 
 
 # recipe: (document, its section) that describes its flags
