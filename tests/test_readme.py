@@ -1,5 +1,5 @@
-"""README.md stays true: every Python example in it runs, on inputs of the shapes its
-comments give, and returns what its comments say.
+"""The READMEs stay true: every Python example in README.md and recipes/README.md runs, on
+inputs of the shapes its comments give, and returns what its comments say.
 
 Each example runs in a namespace of its own: the placeholders it names (``ious``,
 ``net``, ``data``, ...) and nothing else, so an example that forgets an import or
@@ -8,6 +8,7 @@ import os
 import pathlib
 import re
 import shutil
+import sys
 import types
 
 import mxnet as mx
@@ -19,8 +20,9 @@ from conftest import random_boxes
 from test_rcnn import GT_BOXES, GT_LABELS, IM_HW
 from test_rcnn_ohem import images, tiny_net
 
-README = pathlib.Path(__file__).resolve().parents[1] / 'README.md'
-EXAMPLES = re.findall(r'```python\n(.*?)```', README.read_text(), re.S)
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+EXAMPLES = [example for document in ('README.md', 'recipes/README.md')
+            for example in re.findall(r'```python\n(.*?)```', (ROOT / document).read_text(), re.S)]
 B, N, M, C = 2, 60, 4, 3
 
 
@@ -105,9 +107,26 @@ def datasets(tmp_path, voc_root):
     return {}
 
 
+def exported_blocks(tmp_path, voc_root):
+    """The export example runs where ``recipes/export.py`` has written runs/export."""
+    del voc_root
+    sys.path.insert(0, str(ROOT / 'recipes'))
+    try:
+        import export  # pylint: disable=import-outside-toplevel
+    finally:
+        sys.path.remove(str(ROOT / 'recipes'))
+    export.main(['--output', str(tmp_path / 'runs' / 'export')])
+    return {'ious': detection_arrays()['ious']}
+
+
 def check_datasets(namespace):
     assert len(namespace['train']) == 300 and len(namespace['voc']) == 100
     assert namespace['own'].classes == ('person', 'dog')
+
+
+def check_one_image(namespace):
+    image, label = namespace['image'], namespace['label']
+    assert image.dtype == np.uint8 and image.shape[2] == 3 and label.shape[1] == 6
 
 
 def check_device_targets(namespace):
@@ -133,7 +152,9 @@ SETUPS = [
     ('ohem = OHEMFasterRCNN(net)', training_batch, no_check),
     ('RCNNHardExampleLoss()(', training_batch, shapes(loss=(2,), mask=(2, 128))),
     ('sampler=RPNTargetSampler())', training_batch, no_check),
-    ('make_synthetic_voc(', datasets, check_datasets),
+    ("own = VOCFormatDetection('~/my_data'", datasets, check_datasets),
+    ('image, label = train[0]', datasets, check_one_image),
+    ("manifest = json.load(f)", exported_blocks, shapes(samples=(B, N), matches=(B, N))),
 ]
 
 
@@ -155,12 +176,12 @@ def example_id(example):
 @pytest.mark.parametrize('example', EXAMPLES, ids=[example_id(e) for e in EXAMPLES])
 def test_example_runs(example, tmp_path, monkeypatch, request):
     _, make, check = setup_of(example)
-    if make is datasets:
+    if make in (datasets, exported_blocks):
         monkeypatch.chdir(tmp_path)
         monkeypatch.setenv('HOME', str(tmp_path / 'home'))
         namespace = make(tmp_path, request.getfixturevalue('voc_root'))
     else:
         namespace = make()
-    exec(compile(example, str(README), 'exec'), namespace)  # pylint: disable=exec-used
+    exec(compile(example, 'README example', 'exec'), namespace)  # pylint: disable=exec-used
     mx.nd.waitall()
     check(namespace)
