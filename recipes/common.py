@@ -94,7 +94,8 @@ def add_common_args(parser, save_prefix, epochs, lr, batch_size):
     add('--momentum', type=float, default=0.9, help='SGD momentum (default: %(default)s)')
     add('--wd', type=float, default=1e-4, help='weight decay (default: %(default)s)')
     add('--seed', type=int, default=0,
-        help='seed of mx.random, numpy.random and random (default: %(default)s)')
+        help='seed of mx.random, numpy.random and random; with a dist_* kvstore, of worker '
+             '0, each other worker deriving its own from it and its rank (default: %(default)s)')
     add('--num-workers', type=int, default=0,
         help='DataLoader worker processes; 0 loads in the training process '
              '(default: %(default)s)')
@@ -150,8 +151,23 @@ def voc_split(text):
     return int(year), name
 
 
-def seed_everything(seed):
-    """Seed MXNet's, NumPy's and Python's generators."""
+def worker_seed(entropy, rank):
+    """A 31-bit seed from ``entropy`` (int or list of ints) for worker ``rank`` of a run.
+
+    Worker 0's seed does not depend on the rank (a one-worker run is worker 0);
+    every other worker's is its own, so that the workers of a ``dist_*`` run
+    draw different random samples from ``mx.random`` (with one seed, two images
+    of one shape on two workers shared 85% of their sampled negative anchors).
+    """
+    spawn_key = (rank,) if rank else ()
+    return int(np.random.SeedSequence(entropy, spawn_key=spawn_key).generate_state(1)[0]
+               % (2 ** 31 - 1))
+
+
+def seed_everything(seed, rank=0):
+    """Seed MXNet's, NumPy's and Python's generators: with ``seed`` itself on worker 0,
+    with :func:`worker_seed` on the others."""
+    seed = worker_seed(seed, rank) if rank else seed
     mx.random.seed(seed)
     np.random.seed(seed)
     random.seed(seed)
@@ -474,9 +490,9 @@ class Run(object):
     """
 
     def __init__(self, recipe, args, losses):
-        seed_everything(args.seed)
         self.args = args
         self.dist = Distributed(args.kvstore)
+        seed_everything(args.seed, self.dist.rank)
         self.paths = output_paths(args.save_prefix, self.dist)
         self.saved = checkpoint.load(self.paths['ckpt']) if args.resume else None
         if self.saved:
@@ -570,7 +586,8 @@ class Run(object):
 
         Continues as the interrupted run would have, with one exception:
         MXNet cannot save ``mx.random``'s state, so it is seeded anew from
-        ``(--seed, epoch)`` and the random draws differ from an uninterrupted
+        ``(--seed, epoch)`` (and the rank, on workers other than 0:
+        :func:`worker_seed`) and the random draws differ from an uninterrupted
         run's. With a ``dist_*`` kvstore the servers' optimizer resumes its
         update count (the learning-rate schedule) but not its momentum.
         """
@@ -583,8 +600,7 @@ class Run(object):
             optimizer.begin_num_update = optimizer.num_update = iterations
         np.random.set_state(saved['numpy'])
         random.setstate(saved['python'])
-        mx.random.seed(int(np.random.SeedSequence([args.seed, saved['epoch'] + 1])
-                           .generate_state(1)[0] % (2 ** 31 - 1)))
+        mx.random.seed(worker_seed([args.seed, saved['epoch'] + 1], self.dist.rank))
         self.start -= saved['seconds']
         self.logger.info('resumed from %s after epoch %d (%d iterations)%s',
                          self.paths['ckpt'], saved['epoch'], iterations,

@@ -5,9 +5,10 @@ MXNet's ``DMLC_*`` variables, exactly as ``tools/launch.py`` would start them on
 several machines. Each worker runs the tiny Faster R-CNN recipe on its own
 shard with ``--kvstore dist_sync``; at the end both must hold identical
 parameters (weights through the summed gradients, BatchNorm statistics
-copied from worker 0 after each epoch).
+copied from worker 0 after each epoch), while each draws its own random samples.
 """
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -17,6 +18,9 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(REPO, 'recipes', 'train_faster_rcnn.py')
+sys.path.insert(0, os.path.join(REPO, 'recipes'))
+
+import common  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def free_port():
@@ -70,3 +74,31 @@ def test_two_workers_end_with_identical_parameters(voc_root, tmp_path):
                      voc_root, '--num-train-images', '8', '--num-val-images', '2',
                      '--epochs', '2', '--save-prefix', prefix], tmp_path)
     assert_identical_workers(prefix)
+
+
+def draws():
+    return np.concatenate([mx.nd.random.uniform(shape=4).asnumpy(), np.random.rand(4),
+                           [random.random()]])
+
+
+def test_each_worker_draws_its_own_random_samples():
+    # with one seed on every worker, all drew the same mx.random keys: two images of
+    # one shape on two workers then shared most of their sampled anchors
+    by_rank = []
+    for rank in range(3):
+        common.seed_everything(5, rank)
+        by_rank.append(draws())
+    common.seed_everything(5)
+    alone = draws()
+    mx.random.seed(5)
+    np.random.seed(5)
+    random.seed(5)
+    np.testing.assert_array_equal(by_rank[0], draws())     # worker 0 is the one-worker run
+    np.testing.assert_array_equal(alone, by_rank[0])
+    for i, j in [(0, 1), (0, 2), (1, 2)]:
+        assert not np.isin(by_rank[i], by_rank[j]).any()
+    # after --resume: seeded from (seed, epoch), worker 0 as before, each other its own
+    resumed = [common.worker_seed([5, 3], rank) for rank in range(3)]
+    assert resumed[0] == int(np.random.SeedSequence([5, 3]).generate_state(1)[0] % (2 ** 31 - 1))
+    assert len(set(resumed)) == 3 and not set(resumed) & {common.worker_seed(5, r)
+                                                          for r in range(1, 3)}
