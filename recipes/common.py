@@ -99,10 +99,11 @@ def add_common_args(parser, save_prefix, epochs, lr, batch_size):
     add('--num-workers', type=int, default=0,
         help='DataLoader worker processes; 0 loads in the training process '
              '(default: %(default)s)')
-    add('--kvstore', default='device',
-        help="MXNet kvstore: 'device' or 'local' on one machine, 'dist_sync' or "
-             "'dist_device_sync' for data-parallel training over MXNet's parameter "
-             'server (default: %(default)s)')
+    add('--kvstore', default='device', choices=KVSTORES,
+        help="MXNet kvstore: 'device', 'local' or (GPUs) 'nccl' on one machine, "
+             "'dist_sync' or 'dist_device_sync' for data-parallel training over MXNet's "
+             'parameter server, in processes started with its DMLC_* variables '
+             '(default: %(default)s)')
     add('--save-prefix', default=save_prefix,
         help='outputs go to PREFIX.params, .ckpt, .json, .png and .log; with several workers '
              'PREFIX-workerR.* (default: %(default)s)')
@@ -180,6 +181,14 @@ def contexts(gpus):
 
 # ----------------------------------------------------------------------------- distribution
 
+#: The ``--kvstore`` values: one machine, or synchronous training over the parameter server
+#: (asynchronous updates would leave the workers with different weights).
+KVSTORES = ('device', 'local', 'nccl', 'dist_sync', 'dist_device_sync')
+#: What MXNet's parameter server reads to join a job (ps-lite aborts without them).
+DMLC_VARIABLES = ('DMLC_ROLE', 'DMLC_PS_ROOT_URI', 'DMLC_PS_ROOT_PORT', 'DMLC_NUM_SERVER',
+                  'DMLC_NUM_WORKER')
+
+
 class Distributed(object):
     """This process's place in a data-parallel run, and MXNet's kvstore for it.
 
@@ -199,6 +208,11 @@ class Distributed(object):
 
     def __init__(self, kvstore):
         self.name = kvstore
+        missing = [name for name in DMLC_VARIABLES if name not in os.environ]
+        if 'dist' in kvstore and missing:
+            raise SystemExit('--kvstore {} makes this process one worker of a job started with '
+                             "MXNet's DMLC_* variables; {} not set (see \"Several machines\" in "
+                             'recipes/README.md)'.format(kvstore, ', '.join(missing)))
         self.kv = mx.kv.create(kvstore) if 'dist' in kvstore else None
         self.rank = self.kv.rank if self.kv else 0
         self.num_workers = self.kv.num_workers if self.kv else 1

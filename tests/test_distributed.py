@@ -7,6 +7,7 @@ shard with ``--kvstore dist_sync``; at the end both must hold identical
 parameters (weights through the summed gradients, BatchNorm statistics
 copied from worker 0 after each epoch), while each draws its own random samples.
 """
+import argparse
 import os
 import random
 import socket
@@ -15,6 +16,7 @@ import sys
 
 import mxnet as mx
 import numpy as np
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(REPO, 'recipes', 'train_faster_rcnn.py')
@@ -102,3 +104,25 @@ def test_each_worker_draws_its_own_random_samples():
     assert resumed[0] == int(np.random.SeedSequence([5, 3]).generate_state(1)[0] % (2 ** 31 - 1))
     assert len(set(resumed)) == 3 and not set(resumed) & {common.worker_seed(5, r)
                                                           for r in range(1, 3)}
+
+
+def test_a_dist_kvstore_outside_a_launched_job_exits_clearly(monkeypatch):
+    # without its variables MXNet's parameter server aborts in C++ (ps-lite's postoffice)
+    for name in common.DMLC_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv('DMLC_ROLE', 'worker')
+    with pytest.raises(SystemExit, match='--kvstore dist_sync .* DMLC_PS_ROOT_URI, '
+                                         'DMLC_PS_ROOT_PORT, DMLC_NUM_SERVER, DMLC_NUM_WORKER '
+                                         'not set'):
+        common.Distributed('dist_sync')
+
+
+def test_the_kvstore_flag_takes_the_kinds_the_recipes_support():
+    parser = common.add_common_args(argparse.ArgumentParser(), 'runs/x', 1, 0.1, 2)
+    for kind in common.KVSTORES:
+        assert parser.parse_args(['--kvstore', kind]).kvstore == kind
+    # a typo used to train one worker alone in silence; asynchronous updates would leave
+    # the workers with different weights
+    for wrong in ('dsit_sync', 'dist-sync', 'dist_async'):
+        with pytest.raises(SystemExit):
+            parser.parse_args(['--kvstore', wrong])
