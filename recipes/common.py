@@ -175,7 +175,13 @@ def seed_everything(seed, rank=0):
 
 
 def contexts(gpus):
-    """The training devices: one ``mx.gpu(i)`` per id, or the CPU."""
+    """The training devices: one ``mx.gpu(i)`` per id, or the CPU. SystemExit for ids this
+    MXNet cannot see (a CPU-only build sees none), before anything runs on them."""
+    visible = mx.context.num_gpus() if gpus else 0
+    if any(not 0 <= i < visible for i in gpus):
+        raise SystemExit('--gpus {}: this MXNet sees {} GPU(s){}'.format(
+            ' '.join(str(i) for i in gpus), visible,
+            ' (a CPU-only build; a CUDA build is e.g. mxnet-cu112==1.9.1)' if not visible else ''))
     return [mx.gpu(i) for i in gpus] or [mx.cpu()]
 
 

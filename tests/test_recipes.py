@@ -111,6 +111,20 @@ def test_flags_have_real_defaults():
         train_faster_rcnn.parse_args(['--batch-size', '0'])
 
 
+def test_gpus_this_mxnet_cannot_see_exit_clearly(monkeypatch):
+    # before: MXNet's "GPU is not enabled" from deep inside the first parameter copy
+    import mxnet as mx
+    assert common.contexts([]) == [mx.cpu()]
+    monkeypatch.setattr(mx.context, 'num_gpus', lambda: 0)
+    with pytest.raises(SystemExit, match='--gpus 0: this MXNet sees 0 GPU.*CPU-only build'):
+        common.contexts([0])
+    monkeypatch.setattr(mx.context, 'num_gpus', lambda: 2)
+    assert common.contexts([0, 1]) == [mx.gpu(0), mx.gpu(1)]
+    for wrong in ([0, 2], [-1]):
+        with pytest.raises(SystemExit, match='this MXNet sees 2 GPU'):
+            common.contexts(wrong)
+
+
 def test_main_is_short():
     import inspect
     assert len(inspect.getsource(train_faster_rcnn.main).splitlines()) <= 60
