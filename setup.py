@@ -1,14 +1,24 @@
 """gluonmine: training-time sample selection for MXNet / GluonCV detectors."""
+import os
 import pathlib
 import re
 
 from setuptools import find_packages, setup
 
+# The MXNet distribution: `mxnet` (CPU), or a CUDA build named by GLUONMINE_MXNET at
+# install time, e.g. `GLUONMINE_MXNET=mxnet-cu112 pip install -e .`. Every build
+# installs the same `mxnet` package, so requiring `mxnet` beside a CUDA build would
+# install the CPU wheel over it.
+MXNET = os.environ.get('GLUONMINE_MXNET') or 'mxnet'
+if not re.fullmatch(r'mxnet(-cu\d+)?', MXNET):
+    raise SystemExit('GLUONMINE_MXNET={!r}: expected mxnet or a CUDA build such as '
+                     'mxnet-cu112'.format(MXNET))
+
 # One dependency set known to install together on Python 3.11 without resolver
 # backtracking: mxnet 1.9.1 needs numpy<1.24, so every package that GluonCV pulls
 # in is pinned to its last release that still accepts NumPy 1.23.
 INSTALL_REQUIRES = [
-    'mxnet==1.9.1',
+    MXNET + '==1.9.1',
     'numpy==1.23.5',
     'gluoncv==0.10.5.post0',
     'opencv-python==4.8.1.78',
