@@ -150,6 +150,23 @@ def test_an_exported_block_serves_other_batch_shapes(name, tmp_path):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize('hybrid', [False, True], ids=['eager', 'hybrid'])
+@pytest.mark.parametrize('name', sorted(BLOCKS))
+def test_inputs_on_another_device_are_computed_there(name, hybrid):
+    # mx.cpu(1) is a device of its own to MXNet, as mx.gpu(1) is: an array made on the
+    # default device inside a block would not mix with the inputs
+    runs = []
+    for ctx in (mx.cpu(0), mx.cpu(1)):
+        block = build(name, hybrid)
+        mx.random.seed(9)
+        out = block(*[nd.array(x, ctx=ctx) for x in BLOCKS[name][1]])
+        out = out if isinstance(out, (list, tuple)) else [out]
+        assert all(o.context == ctx for o in out)
+        runs.append([o.asnumpy() for o in out])
+    for got, want in zip(*runs):
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize('name', sorted(BLOCKS))
 def test_same_seed_same_selection_eager_and_hybrid(name):
     _, good, _ = BLOCKS[name]
