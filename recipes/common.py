@@ -118,7 +118,8 @@ def add_common_args(parser, save_prefix, epochs, lr, batch_size):
 
 
 def check_common_args(parser, args):
-    """Reject values argparse cannot (non-positive counts)."""
+    """Reject values argparse cannot (non-positive counts, optimizer settings that cannot
+    train)."""
     for name in ('batch_size', 'epochs', 'log_interval', 'val_interval'):
         if getattr(args, name) < 1:
             parser.error('--{} must be >= 1, got {}'.format(name.replace('_', '-'),
@@ -128,6 +129,9 @@ def check_common_args(parser, args):
             parser.error('--{} must be >= 1'.format(name.replace('_', '-')))
     if args.num_workers < 0 or args.warmup_iters < 0:
         parser.error('--num-workers and --warmup-iters must be >= 0')
+    if not (args.lr > 0 and 0 <= args.momentum < 1 and args.wd >= 0):
+        parser.error('need --lr > 0, 0 <= --momentum < 1 and --wd >= 0, got {}, {} and {}'
+                     .format(args.lr, args.momentum, args.wd))
     if args.batch_size % max(1, len(args.gpus)):
         parser.error('--batch-size {} does not split over {} GPUs'.format(
             args.batch_size, len(args.gpus)))

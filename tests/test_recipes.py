@@ -111,6 +111,16 @@ def test_flags_have_real_defaults():
         train_faster_rcnn.parse_args(['--batch-size', '0'])
 
 
+@pytest.mark.parametrize('flags', [['--lr', '0'], ['--lr', '-0.02'], ['--momentum', '1.5'],
+                                   ['--momentum', '-0.1'], ['--wd=-1e-4']])
+def test_optimizer_settings_that_cannot_train_are_refused(flags, capsys):
+    # before: a negative --wd or a momentum above 1 trained in silence; --lr -1 failed
+    # inside MXNet's scheduler
+    with pytest.raises(SystemExit):
+        train_faster_rcnn.parse_args(flags)
+    assert 'need --lr > 0, 0 <= --momentum < 1 and --wd >= 0' in capsys.readouterr().err
+
+
 def test_gpus_this_mxnet_cannot_see_exit_clearly(monkeypatch):
     # before: MXNet's "GPU is not enabled" from deep inside the first parameter copy
     import mxnet as mx
