@@ -263,7 +263,11 @@ def check_block(folder, entry, seed):
 
 def check_all(folder):
     """Reload and compare everything in ``folder``; gluonmine and GluonCV are never imported."""
-    with open(os.path.join(folder, 'manifest.json')) as f:
+    path = os.path.join(folder, 'manifest.json')
+    if not os.path.isfile(path):
+        raise SystemExit('--check {}: no manifest.json there (export.py --output FOLDER writes '
+                         'one)'.format(folder))
+    with open(path) as f:
         manifest = json.load(f)
     for entry in manifest['blocks']:
         worst = check_block(folder, entry, manifest['seed'])

@@ -111,6 +111,12 @@ def test_check_fails_on_a_changed_output(exported, tmp_path):
     assert code != 0 and 'hard_negative_miner output 0' in out
 
 
+def test_check_of_a_folder_without_a_manifest_exits_clearly(tmp_path):
+    code, out = check_in_fresh_process(tmp_path)
+    assert code == 1 and out.strip().endswith('no manifest.json there (export.py --output '
+                                              'FOLDER writes one)')
+
+
 def test_check_fails_with_another_seed_for_random_blocks(exported, tmp_path):
     folder, _ = exported
     import shutil
