@@ -335,11 +335,19 @@ def _voc_set(root, splits, classes):
 
 
 def _coco(root, train):
+    """(train, val) of a COCO 2017 layout, or SystemExit naming what is missing."""
     try:
         import pycocotools  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
     except ImportError:
         raise SystemExit('--dataset coco needs pycocotools: pip install -e ".[coco]" '
                          '(or pip install pycocotools)')
+    splits = ('train2017', 'val2017') if train else ('val2017',)
+    needed = [os.path.join(root, *parts) for split in splits for parts in
+              [('annotations', 'instances_{}.json'.format(split)), (split,)]]
+    missing = [path for path in needed if not os.path.exists(path)]
+    if missing:
+        raise SystemExit('--dataset coco reads COCO 2017 at --dataset-root; missing: {}'
+                         .format(', '.join(missing)))
     from gluoncv.data import COCODetection
     return (COCODetection(root, splits='instances_train2017', use_crowd=False) if train
             else None, COCODetection(root, splits='instances_val2017', skip_empty=False))

@@ -223,6 +223,10 @@ def test_voc_flags_are_checked(flags, message, capsys):
 def test_missing_layouts_exit_naming_what_is_missing(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match='VOC2012.*trainval.txt'):
         _datasets('voc', str(tmp_path))
+    (tmp_path / 'val2017').mkdir()
+    with pytest.raises(SystemExit, match=r'COCO 2017 .*missing: \S*instances_train2017.json, '
+                                         r'\S*train2017, \S*instances_val2017.json$'):
+        _datasets('coco', str(tmp_path))        # was GluonCV's OSError from deep inside
     monkeypatch.setitem(sys.modules, 'pycocotools', None)       # as if it were not installed
     with pytest.raises(SystemExit, match='pip install'):
         _datasets('coco', str(tmp_path))
