@@ -304,17 +304,21 @@ def build_datasets(args, train=True):
     return train_set, val, classes
 
 
+def require_paths(reader, paths):
+    """SystemExit naming each of ``paths`` that does not exist (``reader`` says who needs them)."""
+    missing = [path for path in paths if not os.path.exists(path)]
+    if missing:
+        raise SystemExit('{}; missing: {}'.format(reader, ', '.join(missing)))
+
+
 def _voc(root, train, classes=None, train_splits=None, val_splits=None):
     """(train, val) of a VOCdevkit, or of a VOC-format dataset with its own classes and
     splits; splits are (year, name) pairs (lists when read back from a run's JSON)."""
     train_splits = tuple(map(tuple, train_splits or ((2007, 'trainval'), (2012, 'trainval'))))
     val_splits = tuple(map(tuple, val_splits or ((2007, 'test'),)))
-    needed = [os.path.join(root, 'VOC{}'.format(year), 'ImageSets', 'Main', name + '.txt')
-              for year, name in (train_splits if train else ()) + val_splits]
-    missing = [path for path in needed if not os.path.exists(path)]
-    if missing:
-        raise SystemExit('--dataset voc reads a VOCdevkit at --dataset-root; missing: {}'
-                         .format(', '.join(missing)))
+    require_paths('--dataset voc reads a VOCdevkit at --dataset-root', [
+        os.path.join(root, 'VOC{}'.format(year), 'ImageSets', 'Main', name + '.txt')
+        for year, name in (train_splits if train else ()) + val_splits])
     return (_voc_set(root, train_splits, classes) if train else None,
             _voc_set(root, val_splits, classes))
 
@@ -342,12 +346,9 @@ def _coco(root, train):
         raise SystemExit('--dataset coco needs pycocotools: pip install -e ".[coco]" '
                          '(or pip install pycocotools)')
     splits = ('train2017', 'val2017') if train else ('val2017',)
-    needed = [os.path.join(root, *parts) for split in splits for parts in
-              [('annotations', 'instances_{}.json'.format(split)), (split,)]]
-    missing = [path for path in needed if not os.path.exists(path)]
-    if missing:
-        raise SystemExit('--dataset coco reads COCO 2017 at --dataset-root; missing: {}'
-                         .format(', '.join(missing)))
+    require_paths('--dataset coco reads COCO 2017 at --dataset-root', [
+        os.path.join(root, *parts) for split in splits
+        for parts in [('annotations', 'instances_{}.json'.format(split)), (split,)]])
     from gluoncv.data import COCODetection
     return (COCODetection(root, splits='instances_train2017', use_crowd=False) if train
             else None, COCODetection(root, splits='instances_val2017', skip_empty=False))
