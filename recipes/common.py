@@ -218,8 +218,9 @@ class Distributed(object):
 
     def __init__(self, kvstore):
         self.name = kvstore
-        missing = [name for name in DMLC_VARIABLES if name not in os.environ]
-        if 'dist' in kvstore and missing:
+        missing = [name for name in DMLC_VARIABLES if name not in os.environ] \
+            if 'dist' in kvstore else []
+        if missing:
             raise SystemExit('--kvstore {} makes this process one worker of a job started with '
                              "MXNet's DMLC_* variables; {} not set (see \"Several machines\" in "
                              'recipes/README.md)'.format(kvstore, ', '.join(missing)))

@@ -21,6 +21,10 @@ from test_rcnn import GT_BOXES, GT_LABELS, IM_HW
 from test_rcnn_ohem import images, tiny_net
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'recipes'))
+
+import export  # noqa: E402  pylint: disable=wrong-import-position
+
 EXAMPLES = [example for document in ('README.md', 'recipes/README.md')
             for example in re.findall(r'```python\n(.*?)```', (ROOT / document).read_text(), re.S)]
 B, N, M, C = 2, 60, 4, 3
@@ -110,11 +114,6 @@ def datasets(tmp_path, voc_root):
 def exported_blocks(tmp_path, voc_root):
     """The export example runs where ``recipes/export.py`` has written runs/export."""
     del voc_root
-    sys.path.insert(0, str(ROOT / 'recipes'))
-    try:
-        import export  # pylint: disable=import-outside-toplevel
-    finally:
-        sys.path.remove(str(ROOT / 'recipes'))
     export.main(['--output', str(tmp_path / 'runs' / 'export')])
     return {'ious': detection_arrays()['ious']}
 
