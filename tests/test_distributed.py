@@ -90,13 +90,10 @@ def test_each_worker_draws_its_own_random_samples():
     for rank in range(3):
         common.seed_everything(5, rank)
         by_rank.append(draws())
-    common.seed_everything(5)
-    alone = draws()
     mx.random.seed(5)
     np.random.seed(5)
     random.seed(5)
     np.testing.assert_array_equal(by_rank[0], draws())     # worker 0 is the one-worker run
-    np.testing.assert_array_equal(alone, by_rank[0])
     for i, j in [(0, 1), (0, 2), (1, 2)]:
         assert not np.isin(by_rank[i], by_rank[j]).any()
     # after --resume: seeded from (seed, epoch), worker 0 as before, each other its own
