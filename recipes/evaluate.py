@@ -16,11 +16,15 @@ Writes ``PREFIX-eval.json``, ``.png`` and ``.log`` (or ``--output``).
 import argparse
 import time
 
+import arguments
 import checkpoint
 import coco_eval
-import common
 import entry
+import evaluation
+import loaders
+import parallel
 import plots
+import report
 import train_faster_rcnn
 import train_ssd
 
@@ -31,10 +35,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     add = parser.add_argument
     add('prefix', help="a training run's --save-prefix (PREFIX.json and PREFIX.params)")
-    add('--dataset', choices=common.DATASETS, default=None,
+    add('--dataset', choices=loaders.DATASETS, default=None,
         help="evaluate on this dataset's validation split (default: the run's)")
     add('--dataset-root', default=None, help="where it is (default: the run's)")
-    add('--val-splits', nargs='+', type=common.voc_split, default=None, metavar='YEAR:NAME',
+    add('--val-splits', nargs='+', type=arguments.voc_split, default=None, metavar='YEAR:NAME',
         help="--dataset voc: the image lists, VOC<YEAR>/ImageSets/Main/<NAME>.txt "
              "(default: the run's when it trained on --dataset voc, else 2007:test)")
     add('--num-val-images', default=None,
@@ -76,25 +80,25 @@ def settings(run, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    run = common.read_run(args.prefix, RECIPES)
+    run = report.read_run(args.prefix, RECIPES)
     flags = settings(run, args)
     output = args.output or args.prefix + '-eval'
-    logger = common.setup_logger(output + '.log')
+    logger = report.setup_logger(output + '.log')
     logger.info('arguments: %s', vars(args))
-    _, val_set, classes = common.build_datasets(flags, train=False)
-    common.check_run_classes(run, classes, flags.dataset)
-    ctx = common.contexts(args.gpus)
+    _, val_set, classes = loaders.build_datasets(flags, train=False)
+    report.check_run_classes(run, classes, flags.dataset)
+    ctx = parallel.contexts(args.gpus)
     net, loader = RECIPES[run['recipe']].build_evaluation(flags, classes, ctx, val_set)
     checkpoint.load_parameters(net, args.prefix + '.params', ctx)
     coco = coco_eval.coco_metric(flags, len(val_set))
     tic = time.time()
-    metric = common.detection_metric(net, loader, ctx, classes, coco)
+    metric = evaluation.detection_metric(net, loader, ctx, classes, coco)
     result = {'run': args.prefix, 'recipe': run['recipe'], 'network': flags.network,
               'params': args.prefix + '.params', 'dataset': flags.dataset,
               'dataset_root': flags.dataset_root, 'images': len(val_set),
-              'seconds': time.time() - tic, 'map': common.average_precisions(metric),
-              'recall_levels': common.RECALL_LEVELS.tolist(),
-              'precision': common.precision_curves(metric, classes)}
+              'seconds': time.time() - tic, 'map': evaluation.average_precisions(metric),
+              'recall_levels': evaluation.RECALL_LEVELS.tolist(),
+              'precision': evaluation.precision_curves(metric, classes)}
     check_ground_truth(result['map'], classes, flags, logger)
     if coco is not None:
         result['coco'] = coco.get()
@@ -111,7 +115,7 @@ def check_ground_truth(aps, classes, flags, logger):
 
     aps: class name -> AP, None for a class without ground truth. The images
     evaluated: a VOC-format split without any is refused when it is read
-    (``common.build_datasets``), this catches its first ``--num-val-images``.
+    (``loaders.build_datasets``), this catches its first ``--num-val-images``.
     """
     missing = [name for name in classes if aps.get(name) is None]
     if len(missing) == len(classes):

@@ -89,7 +89,7 @@ def class_ap_bars(aps, limit=MAX_BARS):
 def plot_class_ap(ax, aps, title):
     """Horizontal AP bars (:func:`class_ap_bars`, a blank row between groups), 'mAP' in
     its own colour, on axes ``ax``. aps: name -> AP or None, as
-    ``common.average_precisions`` gives.
+    ``evaluation.average_precisions`` gives.
     """
     groups, note = class_ap_bars(aps or {})
     names, rows, row = [], [], 0
@@ -150,7 +150,7 @@ def plot_precision(ax, recall_levels, curves, aps):
 def plot_metrics(path, metrics):
     """Loss curves, mAP per epoch and per class, and sampler statistics in one PNG.
 
-    ``metrics`` as ``common.RunReport`` makes them; during a run, its ``final``
+    ``metrics`` as ``report.RunReport`` makes them; during a run, its ``final``
     is ``RunReport.summary`` so far.
     """
     figure, axes = _figure(2, 3, (16, 9))

@@ -36,8 +36,10 @@ from gluoncv.model_zoo.rcnn.rpn.rpn_target import RPNTargetGenerator as GluonCVR
 from mxnet import autograd
 
 import checkpoint
-import common
 import entry
+import loaders
+import report
+import selection_stats
 import train_faster_rcnn
 import train_ssd
 from gluonmine.rcnn import OHEMFasterRCNN, rcnn_sampler_for
@@ -59,10 +61,10 @@ def parse_args(argv=None):
              'weights (default: an untrained tiny network)')
     add('--recipe', choices=('faster_rcnn', 'ssd'), default='faster_rcnn',
         help="without --run, whose network (default: %(default)s)")
-    add('--dataset', choices=common.DATASETS, default=None,
+    add('--dataset', choices=loaders.DATASETS, default=None,
         help="whose training images (default: the run's, else synthetic)")
     add('--dataset-root', default=None,
-        help="where it is (default: the run's, else %s)" % common.SYNTHETIC_ROOT)
+        help="where it is (default: the run's, else %s)" % loaders.SYNTHETIC_ROOT)
     add('--images', type=int, nargs='+', default=[0, 1, 2],
         help='indices of training images (default: %(default)s)')
     add('--seed', type=int, default=0, help='seed of the random samplers (default: %(default)s)')
@@ -74,7 +76,7 @@ def parse_args(argv=None):
 def build(args):
     """(recipe name, its flags, network (weights loaded with ``--run``), image transform,
     training images)."""
-    run = common.read_run(args.run, RECIPES) if args.run else None
+    run = report.read_run(args.run, RECIPES) if args.run else None
     recipe = run['recipe'] if run else 'train_' + args.recipe
     module = RECIPES[recipe]
     flags = vars(module.parse_args([]))
@@ -84,9 +86,9 @@ def build(args):
         if getattr(args, name) is not None:
             flags[name] = getattr(args, name)
     flags = argparse.Namespace(**dict(flags, batch_size=1, num_train_images=None))
-    train_set, _, classes = common.build_datasets(flags)
+    train_set, _, classes = loaders.build_datasets(flags)
     if run:
-        common.check_run_classes(run, classes, flags.dataset)
+        report.check_run_classes(run, classes, flags.dataset)
     bad = [i for i in args.images if not 0 <= i < len(train_set)]
     if bad:
         raise SystemExit('--images {}: the training set has images 0 to {}'.format(
@@ -180,8 +182,8 @@ def _samples(rpn_target):
 def counts(boxes, samples, gt):
     """positives, negatives, and the objects no positive box overlaps best (gt (M, 4))."""
     positive = boxes[samples > 0.5]
-    valid = len(common.valid_boxes(gt))
-    matched = set(common.iou_matrix(positive, gt).argmax(axis=1).tolist()) if valid else set()
+    valid = len(selection_stats.valid_boxes(gt))
+    matched = set(selection_stats.iou_matrix(positive, gt).argmax(axis=1).tolist()) if valid else set()
     return {'positives': int((samples > 0.5).sum()), 'negatives': int((samples < -0.5).sum()),
             'objects': valid, 'objects_without_positive': valid - len(matched)}
 
@@ -229,7 +231,7 @@ def plot(path, images, chosen, report):
             boxes, samples = chosen[index][name]
             _draw(ax, boxes[samples < -0.5], 'red', dots=name.endswith('RPN'), alpha=0.45)
             _draw(ax, boxes[samples > 0.5], 'lime')
-            _draw(ax, common.valid_boxes(gt), 'yellow')
+            _draw(ax, selection_stats.valid_boxes(gt), 'yellow')
             numbers = report['images'][index][name]
             ax.set_title('image {}, {}\n{} pos, {} neg; {} of {} objects without'.format(
                 index, name, numbers['positives'], numbers['negatives'],

@@ -25,8 +25,12 @@ from gluoncv.data.transforms.presets.rcnn import (FasterRCNNDefaultTrainTransfor
 from gluoncv.model_zoo import get_model
 from mxnet import autograd, gluon
 
-import common
+import arguments
 import entry
+import loaders
+import parallel
+import selection_stats
+import training
 from gluonmine.data import NonEmptyLabels, PadEmptyLabels
 from gluonmine.models import tiny_faster_rcnn
 from gluonmine.transforms import FasterRCNNTrainTransform
@@ -66,10 +70,10 @@ def parse_args(argv=None):
     parser.add_argument('--device-targets', action='store_true',
                         help='make RPN targets in the training step on the device '
                              '(gluonmine RPN sampler only) instead of in the DataLoader')
-    common.add_common_args(parser, save_prefix='runs/faster_rcnn', epochs=12, lr=0.02,
+    arguments.add_common_args(parser, save_prefix='runs/faster_rcnn', epochs=12, lr=0.02,
                            batch_size=2)
     args = parser.parse_args(argv)
-    common.check_common_args(parser, args)
+    arguments.check_common_args(parser, args)
     if args.device_targets and args.rpn_sampler != 'gluonmine':
         parser.error('--device-targets makes targets with gluonmine: use --rpn-sampler gluonmine')
     return args
@@ -132,14 +136,14 @@ def build_dataloader(args, net, samplers, train_set, val_set, dist, ctx):
     else:       # images padded together, their real (height, width), padded labels
         batchify = Tuple(Pad(axis=(1, 2), pad_val=0, num_shards=len(ctx), ret_length=True),
                          Pad(pad_val=-1, num_shards=len(ctx)))
-    train = common.train_loader(train_set.transform(samplers.transform), args.batch_size,
+    train = loaders.train_loader(train_set.transform(samplers.transform), args.batch_size,
                                 NonEmptyLabels(batchify), args.num_workers, dist, args.seed)
     return train, build_val_loader(args, net, val_set, ctx)
 
 
 def build_val_loader(args, net, val_set, ctx):
     """Validation batches: GluonCV's test-time resize to the net's short side."""
-    return common.val_loader(val_set, FasterRCNNDefaultValTransform(test_short(net), net.max_size),
+    return loaders.val_loader(val_set, FasterRCNNDefaultValTransform(test_short(net), net.max_size),
                              len(ctx), args.num_workers)
 
 
@@ -153,11 +157,11 @@ def split_batch(batch, ctx, device_targets):
     """A batch from the train loader as one :data:`Shard` per device."""
     if device_targets:
         (images, hw), labels = batch
-        parts = [common.as_shards(images), common.as_shards(labels), common.as_shards(hw)]
+        parts = [loaders.as_shards(images), loaders.as_shards(labels), loaders.as_shards(hw)]
         return [Shard(x.as_in_context(c), y.as_in_context(c), None,
                       h.astype('float32').as_in_context(c))
                 for x, y, h, c in zip(*parts, ctx)]
-    parts = [common.as_shards(part) for part in batch]
+    parts = [loaders.as_shards(part) for part in batch]
     return [Shard(x.as_in_context(c), y.as_in_context(c),
                   tuple(t.as_in_context(c) for t in targets), None)
             for (x, y, *targets), c in zip(zip(*parts), ctx)]
@@ -211,7 +215,7 @@ def forward_backward(model, shard, generator=None):
 
 
 def build_step(args, net, samplers, trainer, ctx, dist):
-    """The recipe's :data:`common.Step`: every device's step, then one update.
+    """The recipe's :data:`training.Step`: every device's step, then one update.
 
     With ``--rcnn-sampler ohem`` the step runs gluonmine's ``OHEMFasterRCNN``
     (Shrivastava et al. 2016: a read-only pass of the head over every
@@ -234,7 +238,7 @@ def build_step(args, net, samplers, trainer, ctx, dist):
                    for shard in split_batch(batch, ctx, args.device_targets)]
         trainer.step(global_batch)
         return outputs
-    return common.Step(iteration, record_losses, record_stats)
+    return training.Step(iteration, record_losses, record_stats)
 
 
 def record_losses(outputs):
@@ -254,8 +258,8 @@ def record_stats(outputs, stats):
 
 
 def new_stats():
-    return {'rpn': common.SelectionStats(RPN_NUM_SAMPLE),
-            'rcnn': common.SelectionStats(), 'mining': common.MiningStats()}
+    return {'rpn': selection_stats.SelectionStats(RPN_NUM_SAMPLE),
+            'rcnn': selection_stats.SelectionStats(), 'mining': selection_stats.MiningStats()}
 
 
 def trainable(net):
@@ -269,13 +273,13 @@ def trainable(net):
 
 def main(argv=None):
     args = parse_args(argv)
-    run = common.Run('train_faster_rcnn', args, LOSSES)
+    run = training.Run('train_faster_rcnn', args, LOSSES)
     ctx, classes = run.ctx, run.classes
     net = build_net(args, classes, ctx)
     samplers = build_sampler(args, net)
     loaders = build_dataloader(args, net, samplers, run.train_set, run.val_set, run.dist, ctx)
     params = trainable(net)
-    trainer = common.build_trainer(params, args, run.iterations(loaders[0]), run.dist)
+    trainer = parallel.build_trainer(params, args, run.iterations(loaders[0]), run.dist)
     step = build_step(args, net, samplers, trainer, ctx, run.dist)
     return run.train(net, params, trainer, step, loaders, new_stats,
                      net.hybridize)     # as GluonCV's script by default: no static_alloc

@@ -28,8 +28,12 @@ from gluoncv.nn.coder import NormalizedBoxCenterDecoder
 from mxnet import autograd, gluon
 from mxnet import ndarray as nd
 
-import common
+import arguments
 import entry
+import loaders
+import parallel
+import selection_stats
+import training
 from gluonmine.data import NonEmptyLabels
 from gluonmine.hard_negative import HardNegativeMiner
 from gluonmine.losses import (SSDMultiBoxLoss, class_losses, losses_over_devices, multibox_sums,
@@ -79,9 +83,9 @@ def parse_args(argv=None):
     parser.add_argument('--ohem-max-negatives', type=int, default=256,
                         help='--miner ohem: negatives NMS visits in loss order until it has '
                              'kept this many an image (default: %(default)s)')
-    common.add_common_args(parser, save_prefix='runs/ssd', epochs=50, lr=0.05, batch_size=16)
+    arguments.add_common_args(parser, save_prefix='runs/ssd', epochs=50, lr=0.05, batch_size=16)
     args = parser.parse_args(argv)
-    common.check_common_args(parser, args)
+    arguments.check_common_args(parser, args)
     if args.neg_pos_ratio < 0 or not 0 <= args.ohem_iou <= 1 or args.ohem_max_negatives < 1:
         parser.error('need --neg-pos-ratio >= 0, 0 <= --ohem-iou <= 1, --ohem-max-negatives >= 1')
     return args
@@ -259,7 +263,7 @@ class ValTransform(object):
     Images are resized to ``size`` x ``size`` and so are the labels; the third
     output, ``(W / size, H / size, W / size, H / size)`` for an image of W x H
     pixels, maps a box at that size back to the original image, as
-    ``common.detection_metric`` needs for COCO's metric (its ground truth is
+    ``evaluation.detection_metric`` needs for COCO's metric (its ground truth is
     the annotation file's, and its small / medium / large areas are original
     pixels). VOC's IoU (no +1 offset) is the same at either size.
     """
@@ -284,14 +288,14 @@ def build_dataloader(args, size, train_set, val_set, dist, ctx):
     (:func:`ssd_targets`), where the miners also run.
     """
     batchify = NonEmptyLabels(Tuple(Stack(), Pad(pad_val=-1)))
-    train = common.train_loader(train_set.transform(SSDDefaultTrainTransform(size, size)),
+    train = loaders.train_loader(train_set.transform(SSDDefaultTrainTransform(size, size)),
                                 args.batch_size, batchify, args.num_workers, dist, args.seed)
     return train, build_val_loader(args, size, val_set, ctx)
 
 
 def build_val_loader(args, size, val_set, ctx):
     """Validation batches: images resized to the net's ``size`` x ``size`` input."""
-    return common.val_loader(val_set, ValTransform(size), len(ctx), args.num_workers)
+    return loaders.val_loader(val_set, ValTransform(size), len(ctx), args.num_workers)
 
 
 def build_evaluation(args, classes, ctx, val_set):
@@ -350,7 +354,7 @@ def forward_backward(net, miner, generator, shards):
 
 
 def build_step(args, net, miner, trainer, ctx, dist):
-    """The recipe's :data:`common.Step`: forward and backward on every device, one update.
+    """The recipe's :data:`training.Step`: forward and backward on every device, one update.
 
     The losses are already normalised by the positives of the batch, so the
     update sums the gradients (GluonCV's ``trainer.step(1)``), averaged over workers.
@@ -367,7 +371,7 @@ def build_step(args, net, miner, trainer, ctx, dist):
     def record(outputs, stats):
         for out in outputs:
             record_selection(miner, hardest, out, stats)
-    return common.Step(run, record_losses, record)
+    return training.Step(run, record_losses, record)
 
 
 def record_losses(outputs):
@@ -411,8 +415,8 @@ def mined_samples(miner, cls_pred, box_pred, cls_target, box_target, anchors):
                             anchors)
 
 
-class MinerStats(common.MiningStats):
-    """Mean loss of the mined negatives against all negatives (``common.MiningStats``), and
+class MinerStats(selection_stats.MiningStats):
+    """Mean loss of the mined negatives against all negatives (``selection_stats.MiningStats``), and
     ``hardest_share``: the share of the mined negatives that SSD's hard negative mining
     keeps too (1 for it, lower where NMS or chance picks others)."""
 
@@ -439,7 +443,7 @@ class MinerStats(common.MiningStats):
 
 
 def new_stats():
-    return {'anchors': common.SelectionStats(), 'mining': MinerStats()}
+    return {'anchors': selection_stats.SelectionStats(), 'mining': MinerStats()}
 
 
 def trainable(net):
@@ -449,13 +453,13 @@ def trainable(net):
 
 def main(argv=None):
     args = parse_args(argv)
-    run = common.Run('train_ssd', args, LOSSES)
+    run = training.Run('train_ssd', args, LOSSES)
     ctx, classes = run.ctx, run.classes
     net, size = build_net(args, classes, ctx)
     miner = build_miner(args)
     loaders = build_dataloader(args, size, run.train_set, run.val_set, run.dist, ctx)
     params = trainable(net)
-    trainer = common.build_trainer(params, args, run.iterations(loaders[0]), run.dist)
+    trainer = parallel.build_trainer(params, args, run.iterations(loaders[0]), run.dist)
     step = build_step(args, net, miner, trainer, ctx, run.dist)
     return run.train(net, params, trainer, step, loaders, new_stats,
                      lambda: net.hybridize(static_alloc=True, static_shape=True))  # as GluonCV's

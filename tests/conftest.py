@@ -171,9 +171,10 @@ def cpu_devices(monkeypatch):
 
     Returns a list that gets, at each evaluation in a run, the names of the net's
     parameters whose copies differ between devices."""
-    import common                       # pylint: disable=import-outside-toplevel
-    monkeypatch.setattr(common, 'contexts', lambda gpus: [mx.cpu(i) for i in gpus] or [mx.cpu()])
-    differing, evaluate = [], common.evaluate
+    import evaluation                   # pylint: disable=import-outside-toplevel
+    import parallel                     # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(parallel, 'contexts', lambda gpus: [mx.cpu(i) for i in gpus] or [mx.cpu()])
+    differing, evaluate = [], evaluation.evaluate
 
     def differs(param):
         first, *others = [param.data(ctx).asnumpy() for ctx in param.list_ctx()]
@@ -182,5 +183,5 @@ def cpu_devices(monkeypatch):
     def checked(net, *args):
         differing.append(sorted(name for name, p in net.collect_params().items() if differs(p)))
         return evaluate(net, *args)
-    monkeypatch.setattr(common, 'evaluate', checked)
+    monkeypatch.setattr(evaluation, 'evaluate', checked)
     return differing

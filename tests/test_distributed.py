@@ -22,7 +22,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(REPO, 'recipes', 'train_faster_rcnn.py')
 sys.path.insert(0, os.path.join(REPO, 'recipes'))
 
-import common  # noqa: E402  pylint: disable=wrong-import-position
+import arguments  # noqa: E402  pylint: disable=wrong-import-position
+import parallel  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def free_port():
@@ -88,7 +89,7 @@ def test_each_worker_draws_its_own_random_samples():
     # one shape on two workers then shared most of their sampled anchors
     by_rank = []
     for rank in range(3):
-        common.seed_everything(5, rank)
+        parallel.seed_everything(5, rank)
         by_rank.append(draws())
     mx.random.seed(5)
     np.random.seed(5)
@@ -97,26 +98,26 @@ def test_each_worker_draws_its_own_random_samples():
     for i, j in [(0, 1), (0, 2), (1, 2)]:
         assert not np.isin(by_rank[i], by_rank[j]).any()
     # after --resume: seeded from (seed, epoch), worker 0 as before, each other its own
-    resumed = [common.worker_seed([5, 3], rank) for rank in range(3)]
+    resumed = [parallel.worker_seed([5, 3], rank) for rank in range(3)]
     assert resumed[0] == int(np.random.SeedSequence([5, 3]).generate_state(1)[0] % (2 ** 31 - 1))
-    assert len(set(resumed)) == 3 and not set(resumed) & {common.worker_seed(5, r)
+    assert len(set(resumed)) == 3 and not set(resumed) & {parallel.worker_seed(5, r)
                                                           for r in range(1, 3)}
 
 
 def test_a_dist_kvstore_outside_a_launched_job_exits_clearly(monkeypatch):
     # without its variables MXNet's parameter server aborts in C++ (ps-lite's postoffice)
-    for name in common.DMLC_VARIABLES:
+    for name in parallel.DMLC_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv('DMLC_ROLE', 'worker')
     with pytest.raises(SystemExit, match='--kvstore dist_sync .* DMLC_PS_ROOT_URI, '
                                          'DMLC_PS_ROOT_PORT, DMLC_NUM_SERVER, DMLC_NUM_WORKER '
                                          'not set'):
-        common.Distributed('dist_sync')
+        parallel.Distributed('dist_sync')
 
 
 def test_the_kvstore_flag_takes_the_kinds_the_recipes_support():
-    parser = common.add_common_args(argparse.ArgumentParser(), 'runs/x', 1, 0.1, 2)
-    for kind in common.KVSTORES:
+    parser = arguments.add_common_args(argparse.ArgumentParser(), 'runs/x', 1, 0.1, 2)
+    for kind in parallel.KVSTORES:
         assert parser.parse_args(['--kvstore', kind]).kvstore == kind
     # a typo used to train one worker alone in silence; asynchronous updates would leave
     # the workers with different weights

@@ -13,8 +13,8 @@ from numpy.testing import assert_allclose
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 'recipes'))
 
-import common  # noqa: E402  pylint: disable=wrong-import-position
 import evaluate  # noqa: E402  pylint: disable=wrong-import-position
+import evaluation  # noqa: E402  pylint: disable=wrong-import-position
 import train_faster_rcnn  # noqa: E402  pylint: disable=wrong-import-position
 import train_ssd  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -110,9 +110,9 @@ def test_precision_curves_hand_checked():
     # label 1: ground truths but no detection; label 2: none (and never seen, list too short)
     rec = np.array([0.25, 0.5, 0.5, 0.75])
     prec = np.array([1., 1., 2. / 3, 0.75])
-    curves = common.precision_curves(FakeMetric([rec, np.array([])], [prec, np.array([])]),
+    curves = evaluation.precision_curves(FakeMetric([rec, np.array([])], [prec, np.array([])]),
                                      CLASSES)
-    levels = common.RECALL_LEVELS
+    levels = evaluation.RECALL_LEVELS
     expected = np.where(levels <= 0.5, 1., np.where(levels <= 0.75, 0.75, 0.))
     assert_allclose(curves['disc'], expected)
     assert curves['square'] == [0.] * 101 and curves['triangle'] is None
@@ -139,13 +139,13 @@ def test_images_without_objects_give_no_ap_and_no_warning(pred_labels):
     metric = _voc_metric(pred_labels, [-1])
     with warnings.catch_warnings():
         warnings.simplefilter('error')
-        aps = common.average_precisions(metric)
-        curves = common.precision_curves(metric, CLASSES)
+        aps = evaluation.average_precisions(metric)
+        curves = evaluation.precision_curves(metric, CLASSES)
     assert aps == {'disc': None, 'square': None, 'triangle': None, 'mAP': None}
     assert curves == {'disc': None, 'square': None, 'triangle': None}
 
 
 def test_one_class_found_others_missing():
-    aps = common.average_precisions(_voc_metric([1], [1]))
+    aps = evaluation.average_precisions(_voc_metric([1], [1]))
     assert aps == {'disc': None, 'square': pytest.approx(1.), 'triangle': None,
                    'mAP': pytest.approx(1.)}

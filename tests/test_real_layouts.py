@@ -28,8 +28,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 'recipes'))
 
 import coco_eval  # noqa: E402  pylint: disable=wrong-import-position
-import common  # noqa: E402  pylint: disable=wrong-import-position
 import evaluate  # noqa: E402  pylint: disable=wrong-import-position
+import evaluation  # noqa: E402  pylint: disable=wrong-import-position
+import loaders  # noqa: E402  pylint: disable=wrong-import-position
 import show_samples  # noqa: E402  pylint: disable=wrong-import-position
 import train_faster_rcnn  # noqa: E402  pylint: disable=wrong-import-position
 import train_ssd  # noqa: E402  pylint: disable=wrong-import-position
@@ -123,7 +124,7 @@ def coco(voc_root, tmp_path_factory):
 
 
 def _datasets(dataset, root):
-    return common.build_datasets(Namespace(dataset=dataset, dataset_root=root,
+    return loaders.build_datasets(Namespace(dataset=dataset, dataset_root=root,
                                            num_train_images=None, num_val_images=None))
 
 
@@ -185,7 +186,7 @@ def test_a_voc_format_dataset_of_your_own_classes_and_splits(voc_root, tmp_path)
     assert trained['classes'] == ['triangle', 'disc']
     assert list(trained['final']['map']) == ['triangle', 'disc', 'mAP']
     assert evaluate.main([prefix])['map'] == trained['final']['map']
-    train, val, _ = common.build_datasets(train_faster_rcnn.parse_args(
+    train, val, _ = loaders.build_datasets(train_faster_rcnn.parse_args(
         ['--dataset', 'voc', '--dataset-root', voc_root, '--classes', 'triangle', 'disc',
          '--train-splits', '2007:train', '--val-splits', '2007:val']))
     full, _, _ = _datasets('synthetic', voc_root)
@@ -328,7 +329,7 @@ def test_coco_metric_equals_gluoncvs_coco_detection_metric(coco, tmp_path):
 
 
 class PerfectDetector(object):
-    """Stands in for a detector in ``common.evaluate``: returns each image's own labels
+    """Stands in for a detector in ``evaluation.evaluate``: returns each image's own labels
     (given in loader order) as ``(ids, scores, boxes)`` at the network's input size."""
 
     def __init__(self, loader):
@@ -350,8 +351,8 @@ def test_evaluation_maps_boxes_back_to_the_original_pixels(coco, recipe):
     transform = {'faster_rcnn': FasterRCNNDefaultValTransform(96, 160),
                  'ssd': train_ssd.ValTransform(128)}[recipe]
     val = COCODetection(coco, splits='instances_val2017', skip_empty=False)
-    loader = common.val_loader(val, transform, 1, 0)
-    result = common.evaluate(PerfectDetector(loader), loader, [mx.cpu()], list(val.classes),
+    loader = loaders.val_loader(val, transform, 1, 0)
+    result = evaluation.evaluate(PerfectDetector(loader), loader, [mx.cpu()], list(val.classes),
                              coco_eval.COCOMetric(annotation(coco)))
     assert result['map']['mAP'] == pytest.approx(1.0)
     assert result['coco']['AP'] == 1.0 and all(v in (1.0, None) for v in result['coco'].values())

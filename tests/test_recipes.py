@@ -9,8 +9,10 @@ from numpy.testing import assert_allclose
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 'recipes'))
 
-import common  # noqa: E402  pylint: disable=wrong-import-position
 import evaluate  # noqa: E402  pylint: disable=wrong-import-position
+import loaders  # noqa: E402  pylint: disable=wrong-import-position
+import parallel  # noqa: E402  pylint: disable=wrong-import-position
+import selection_stats  # noqa: E402  pylint: disable=wrong-import-position
 import train_faster_rcnn  # noqa: E402  pylint: disable=wrong-import-position
 from conftest import assert_run_outputs  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -124,15 +126,15 @@ def test_optimizer_settings_that_cannot_train_are_refused(flags, capsys):
 def test_gpus_this_mxnet_cannot_see_exit_clearly(monkeypatch):
     # before: MXNet's "GPU is not enabled" from deep inside the first parameter copy
     import mxnet as mx
-    assert common.contexts([]) == [mx.cpu()]
+    assert parallel.contexts([]) == [mx.cpu()]
     monkeypatch.setattr(mx.context, 'num_gpus', lambda: 0)
     with pytest.raises(SystemExit, match='--gpus 0: this MXNet sees 0 GPU.*CPU-only build'):
-        common.contexts([0])
+        parallel.contexts([0])
     monkeypatch.setattr(mx.context, 'num_gpus', lambda: 2)
-    assert common.contexts([0, 1]) == [mx.gpu(0), mx.gpu(1)]
+    assert parallel.contexts([0, 1]) == [mx.gpu(0), mx.gpu(1)]
     for wrong in ([0, 2], [-1]):
         with pytest.raises(SystemExit, match='this MXNet sees 2 GPU'):
-            common.contexts(wrong)
+            parallel.contexts(wrong)
 
 
 def test_main_is_short():
@@ -147,7 +149,7 @@ def test_selection_stats_hand_checked():
     boxes = np.array([[[0, 0, 10, 10], [0, 0, 10, 9], [0, 0, 10, 5],
                        [20, 20, 30, 30], [20, 20, 30, 30], [0, 0, 1, 1]]], 'float32')
     gt = np.array([[[0, 0, 10, 10], [-1, -1, -1, -1]]], 'float32')
-    stats = common.SelectionStats()
+    stats = selection_stats.SelectionStats()
     stats.update(samples, boxes, gt)
     summary = stats.summary()
     assert summary['positives_per_image'] == 2 and summary['negatives_per_image'] == 3
@@ -157,7 +159,7 @@ def test_selection_stats_hand_checked():
     counts = summary['negative_iou_histogram']['counts']
     assert counts[0] == 2 and counts[-1] == 1 and sum(counts) == 3
     assert_allclose(summary['negative_iou_mean'], 0.5 / 3)
-    merged = common.SelectionStats()
+    merged = selection_stats.SelectionStats()
     merged.merge(stats)
     merged.merge(stats)
     assert merged.summary()['images'] == 2 and merged.summary()['fill_rate'] == 5 / 6.
@@ -166,21 +168,21 @@ def test_selection_stats_hand_checked():
 def test_max_iou():
     boxes = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [50, 50, 60, 60]], 'float32')
     gt = np.array([[0, 0, 10, 10], [-1, -1, -1, -1]], 'float32')
-    assert_allclose(common.max_iou(boxes, gt), [1., 50. / 150., 0.])
-    assert_allclose(common.max_iou(boxes, gt[1:]), [0, 0, 0])   # padding only
+    assert_allclose(selection_stats.max_iou(boxes, gt), [1., 50. / 150., 0.])
+    assert_allclose(selection_stats.max_iou(boxes, gt[1:]), [0, 0, 0])   # padding only
 
 
 def test_shards_are_disjoint_equal_and_reshuffled():
     # 11 images over 3 workers: 3 each (the remainder 2 dropped), batches of 2 -> 1 batch
-    shards = [common.ShardBatchSampler(11, 1, 3, rank) for rank in range(3)]
+    shards = [loaders.ShardBatchSampler(11, 1, 3, rank) for rank in range(3)]
     first = [sorted(i for batch in s for i in batch) for s in shards]
     assert first == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
     assert [len(s) for s in shards] == [3, 3, 3]
     # the next epoch draws numbers past 11: the same images, as new draws
     assert sorted(i % 11 for batch in shards[0] for i in batch) == [0, 3, 6]
-    assert len(common.ShardBatchSampler(11, 2, 3, 0)) == 1
+    assert len(loaders.ShardBatchSampler(11, 2, 3, 0)) == 1
     with pytest.raises(SystemExit, match='fewer than --batch-size'):
-        common.ShardBatchSampler(3, 2, 3, 0)
+        loaders.ShardBatchSampler(3, 2, 3, 0)
 
 
 def test_seeded_draws_do_not_depend_on_the_caller_state():
@@ -191,7 +193,7 @@ def test_seeded_draws_do_not_depend_on_the_caller_state():
         def __getitem__(self, i):
             return i, np.random.rand()
 
-    draws = common.SeededDraws(Draw(), seed=0)
+    draws = loaders.SeededDraws(Draw(), seed=0)
     np.random.seed(1)
     a = [draws[k] for k in range(6)]
     after = np.random.rand()

@@ -17,9 +17,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 'recipes'))
 
 import checkpoint  # noqa: E402  pylint: disable=wrong-import-position
-import common  # noqa: E402  pylint: disable=wrong-import-position
+import loaders  # noqa: E402  pylint: disable=wrong-import-position
 import train_faster_rcnn  # noqa: E402  pylint: disable=wrong-import-position
 import train_ssd  # noqa: E402  pylint: disable=wrong-import-position
+import training  # noqa: E402  pylint: disable=wrong-import-position
 
 # two epochs of two iterations each
 RECIPES = {'faster_rcnn': (train_faster_rcnn, ['--num-train-images', '4', '--batch-size', '2']),
@@ -57,8 +58,8 @@ def spy(monkeypatch):
     """Records the draws read (SeededDraws), snapshots at each save and after a resume, and
     interrupts epoch ``spy['interrupt']`` when set."""
     record = {'draws': [], 'saved': {}, 'resumed': None, 'interrupt': None}
-    get, save, resume, epoch_fn = (common.SeededDraws.__getitem__, common.Run.save,
-                                   common.Run.resume, common.train_epoch)
+    get, save, resume, epoch_fn = (loaders.SeededDraws.__getitem__, training.Run.save,
+                                   training.Run.resume, training.train_epoch)
 
     def getitem(self, draw):
         record['draws'].append(int(draw))
@@ -78,10 +79,10 @@ def spy(monkeypatch):
             raise KeyboardInterrupt
         return epoch_fn(step, loader, stats, log, args, epoch, max_iters)
 
-    monkeypatch.setattr(common.SeededDraws, '__getitem__', getitem)
-    monkeypatch.setattr(common.Run, 'save', saving)
-    monkeypatch.setattr(common.Run, 'resume', resuming)
-    monkeypatch.setattr(common, 'train_epoch', train_epoch)
+    monkeypatch.setattr(loaders.SeededDraws, '__getitem__', getitem)
+    monkeypatch.setattr(training.Run, 'save', saving)
+    monkeypatch.setattr(training.Run, 'resume', resuming)
+    monkeypatch.setattr(training, 'train_epoch', train_epoch)
     return record
 
 
@@ -149,14 +150,14 @@ def test_resume_refuses_changed_flags_and_a_missing_checkpoint(voc_root, tmp_pat
 INTERRUPTED_WORKER = """
 import sys
 sys.path.insert(0, {recipes!r})
-import common
 import train_faster_rcnn
-train_epoch = common.train_epoch
+import training
+train_epoch = training.train_epoch
 def interrupted(step, loader, stats, log, args, epoch, max_iters):
     if epoch == 2:
         raise KeyboardInterrupt
     return train_epoch(step, loader, stats, log, args, epoch, max_iters)
-common.train_epoch = interrupted
+training.train_epoch = interrupted
 try:
     train_faster_rcnn.main(sys.argv[1:])
 except KeyboardInterrupt:
@@ -189,25 +190,27 @@ def test_dist_sync_workers_resume_from_their_own_checkpoints(voc_root, tmp_path)
 CTRL_C_SCRIPT = """
 import runpy, sys
 sys.path.insert(0, {recipes!r})
-import common
+import {module}
 def interrupted(*args):
     raise KeyboardInterrupt
-setattr(common, {where!r}, interrupted)
+setattr({module}, {name!r}, interrupted)
 sys.argv = [{recipe!r}] + sys.argv[1:]
 runpy.run_path({recipe!r}, run_name='__main__')
 """
 
 
 @pytest.mark.parametrize('recipe, where, message', [
-    ('faster_rcnn', 'train_epoch', 'interrupted in epoch 1: nothing saved yet'),
-    ('ssd', 'train_epoch', 'interrupted in epoch 1: nothing saved yet'),
-    ('ssd', 'build_datasets', 'interrupted before training started')])
+    ('faster_rcnn', 'training.train_epoch', 'interrupted in epoch 1: nothing saved yet'),
+    ('ssd', 'training.train_epoch', 'interrupted in epoch 1: nothing saved yet'),
+    ('ssd', 'loaders.build_datasets', 'interrupted before training started')])
 def test_ctrl_c_ends_a_recipe_by_sigint_with_a_message_and_no_traceback(
         voc_root, tmp_path, recipe, where, message):
     import signal
     import subprocess
-    path = os.path.join(os.path.dirname(common.__file__), 'train_{}.py'.format(recipe))
-    code = CTRL_C_SCRIPT.format(recipes=os.path.dirname(path), recipe=path, where=where)
+    path = os.path.join(os.path.dirname(training.__file__), 'train_{}.py'.format(recipe))
+    module, name = where.split('.')
+    code = CTRL_C_SCRIPT.format(recipes=os.path.dirname(path), recipe=path, module=module,
+                                name=name)
     done = subprocess.run(
         [sys.executable, '-c', code] + RECIPES[recipe][1] +
         ['--dataset-root', voc_root, '--save-prefix', str(tmp_path / 'run')],

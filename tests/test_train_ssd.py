@@ -201,7 +201,7 @@ def test_ohem_sampler_in_gluoncv_targets_selects_what_hard_negative_mining_does(
 def test_two_dist_sync_workers_end_with_identical_parameters(voc_root, tmp_path):
     # the same launch as tests/test_distributed.py (scheduler, server, two workers on
     # 127.0.0.1), running this recipe: the weights through the summed gradients, the
-    # BatchNorm statistics through common.share_untrained
+    # BatchNorm statistics through parallel.share_untrained
     from test_distributed import assert_identical_workers, run_two_workers
     prefix = str(tmp_path / 'run')
     run_two_workers([sys.executable, train_ssd.__file__, '--kvstore', 'dist_sync',
