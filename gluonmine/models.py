@@ -1,4 +1,4 @@
-"""Tiny GluonCV detectors: GluonCV's own FasterRCNN and SSD classes on small backbones.
+"""Tiny GluonCV detectors: GluonCV's own FasterRCNN, MaskRCNN and SSD classes on small backbones.
 
 They need no pretrained weights (nothing can be downloaded), build in a second
 and run a training step on the CPU in well under a second, so tests and the
@@ -6,6 +6,7 @@ offline recipes can train real GluonCV detectors end to end. Swap in a real
 backbone (``gluoncv.model_zoo.get_model``) for real training.
 """
 from gluoncv.model_zoo.rcnn.faster_rcnn.faster_rcnn import FasterRCNN
+from gluoncv.model_zoo.rcnn.mask_rcnn.mask_rcnn import MaskRCNN
 from gluoncv.model_zoo.ssd.ssd import SSD
 from mxnet.gluon import nn
 
@@ -30,7 +31,8 @@ def _backbone(widths, prefix):
 
 def tiny_faster_rcnn(classes, per_device_batch_size=1, short=128, max_size=224,
                      channels=(16, 32, 48, 64), rpn_channel=64, num_sample=128,
-                     rpn_train_pre_nms=2000, rpn_train_post_nms=300, max_num_gt=50, **kwargs):
+                     rpn_train_pre_nms=2000, rpn_train_post_nms=300, max_num_gt=50,
+                     network=FasterRCNN, **kwargs):
     """A C4-style Faster R-CNN (stride 8) built with GluonCV's ``FasterRCNN`` class.
 
     Parameters
@@ -55,8 +57,11 @@ def tiny_faster_rcnn(classes, per_device_batch_size=1, short=128, max_size=224,
         Proposals kept after NMS in training (the RCNN sampler's input).
     max_num_gt : int, default 50
         Largest number of ground truths per image the RCNN sampler expects.
+    network : class, default gluoncv FasterRCNN
+        The class built: ``FasterRCNN`` or a subclass (``MaskRCNN``, see
+        :func:`tiny_mask_rcnn`).
     **kwargs
-        Passed on to ``FasterRCNN`` (anchor scales, NMS settings, ...).
+        Passed on to ``network`` (anchor scales, NMS settings, ...).
 
     Returns
     -------
@@ -74,11 +79,31 @@ def tiny_faster_rcnn(classes, per_device_batch_size=1, short=128, max_size=224,
                     clip=4.14, rpn_test_pre_nms=1000, rpn_test_post_nms=100, rpn_min_size=4,
                     alloc_size=(128, 128))
     defaults.update(kwargs)
-    return FasterRCNN(features, top_features, classes, short=short, max_size=max_size,
+    return network(features, top_features, classes, short=short, max_size=max_size,
                       rpn_channel=rpn_channel, per_device_batch_size=per_device_batch_size,
                       num_sample=num_sample, rpn_train_pre_nms=rpn_train_pre_nms,
                       rpn_train_post_nms=rpn_train_post_nms, max_num_gt=max_num_gt,
                       **defaults)
+
+
+def tiny_mask_rcnn(classes, mask_channels=16, **kwargs):
+    """:func:`tiny_faster_rcnn`'s network as GluonCV's ``MaskRCNN``: a mask head added.
+
+    Parameters
+    ----------
+    classes : list of str
+        Foreground class names.
+    mask_channels : int, default 16
+        Channels of the mask head.
+    **kwargs
+        Passed on to :func:`tiny_faster_rcnn` (``per_device_batch_size``, ...).
+
+    Returns
+    -------
+    gluoncv.model_zoo.MaskRCNN
+        Not initialized; call ``net.initialize()``.
+    """
+    return tiny_faster_rcnn(classes, network=MaskRCNN, mask_channels=mask_channels, **kwargs)
 
 
 def tiny_ssd(classes, base_size=128, channels=(16, 32, 64, 64, 64, 64), **kwargs):
