@@ -7,6 +7,8 @@ The OHEM training step (a read-only pass of the RCNN head over all RoIs,
 mining, then forward and backward over the selected RoIs only) is
 :class:`~gluonmine.rcnn_ohem.OHEMFasterRCNN`, re-exported here.
 """
+from gluoncv.model_zoo.rcnn.mask_rcnn.mask_rcnn import MaskRCNN
+
 from .rcnn_ohem import (NEGATIVE_IOU_EDGES, OHEMFasterRCNN, OHEMOutputs, OHEMStats,
                         check_faster_rcnn)
 from .rcnn_target import RCNNTargetSampler
@@ -62,6 +64,8 @@ def install_samplers(net, device_targets=False, rcnn_sampler=None, rpn_sampler=N
       training transform with gluonmine's RPN sampler, built as GluonCV's
       script builds its own (``short``, ``max_size``, ``ashape`` and
       ``multi_stage`` from the net) unless ``transform_args`` say otherwise;
+      for a GluonCV ``MaskRCNN``, :class:`gluonmine.transforms.MaskRCNNTrainTransform`
+      (GluonCV's Mask R-CNN transform: masks too);
     - on the training device (``device_targets=True``): returns a
       :class:`~gluonmine.rpn.RPNTargetGenerator`, to call in the training loop
       as ``generator(gt_boxes, anchors, im_hw)`` on the net's ``anchors``
@@ -80,7 +84,8 @@ def install_samplers(net, device_targets=False, rcnn_sampler=None, rpn_sampler=N
     Parameters
     ----------
     net : gluoncv.model_zoo.FasterRCNN
-        The network to train (C4 or FPN, any ``per_device_batch_size``).
+        The network to train (C4 or FPN, any ``per_device_batch_size``; a
+        ``MaskRCNN`` too).
     device_targets : bool, default False
         Return the on-device RPN target generator instead of the transform.
     rcnn_sampler : RCNNTargetSampler, default None
@@ -90,13 +95,13 @@ def install_samplers(net, device_targets=False, rcnn_sampler=None, rpn_sampler=N
         pos_iou_thresh, neg_iou_thresh, pos_ratio)`` from ``transform_args``
         (GluonCV's defaults 256, 0.7, 0.3, 0.5).
     **transform_args
-        Arguments of ``FasterRCNNTrainTransform`` (``short``, ``max_size``,
-        ``box_norm``, ``num_sample``, ...). With ``device_targets`` only
+        Arguments of the transform (``short``, ``max_size``, ``box_norm``,
+        ``num_sample``, ...). With ``device_targets`` only
         those of :data:`DEVICE_TARGET_ARGS` apply.
 
     Returns
     -------
-    FasterRCNNTrainTransform or RPNTargetGenerator
+    FasterRCNNTrainTransform, MaskRCNNTrainTransform or RPNTargetGenerator
         The transform, or with ``device_targets`` the generator (not yet
         hybridized: call ``.hybridize()`` as for any block).
     """
@@ -109,14 +114,19 @@ def install_samplers(net, device_targets=False, rcnn_sampler=None, rpn_sampler=N
             rcnn_sampler))
     if device_targets:
         return _device_targets(net, rcnn_sampler, rpn_sampler, transform_args)
-    # imported here: the transform module pulls in GluonCV's data presets
-    from .transforms import FasterRCNNTrainTransform
     args = dict(short=net.short, max_size=net.max_size, ashape=net.ashape,
                 multi_stage=net.num_stages > 1)
     args.update(transform_args)
-    transform = FasterRCNNTrainTransform(net=net, sampler=rpn_sampler, **args)
+    transform = _transform_class(net)(net=net, sampler=rpn_sampler, **args)
     net.sampler = rcnn_sampler
     return transform
+
+
+def _transform_class(net):
+    """The training transform for ``net``: Mask R-CNN's (with masks) or Faster R-CNN's."""
+    # imported here: the transform module pulls in GluonCV's data presets
+    from .transforms import FasterRCNNTrainTransform, MaskRCNNTrainTransform
+    return MaskRCNNTrainTransform if isinstance(net, MaskRCNN) else FasterRCNNTrainTransform
 
 
 def _device_targets(net, rcnn_sampler, rpn_sampler, args):

@@ -24,6 +24,7 @@ import collections
 
 import numpy as np
 from gluoncv.model_zoo.rcnn.faster_rcnn.faster_rcnn import FasterRCNN
+from gluoncv.model_zoo.rcnn.mask_rcnn.mask_rcnn import MaskRCNN
 from gluoncv.nn.coder import MultiClassEncoder
 from mxnet import autograd, gluon
 from mxnet import ndarray as nd
@@ -344,8 +345,12 @@ def check_faster_rcnn(net):
 
 
 def _check_net(net):
-    """A GluonCV ``FasterRCNN`` whose RoI mode this step can reproduce."""
+    """A GluonCV ``FasterRCNN`` whose RoI mode this step can reproduce, not a Mask R-CNN."""
     check_faster_rcnn(net)
+    if isinstance(net, MaskRCNN):
+        raise ValueError('net is a Mask R-CNN: OHEMFasterRCNN trains the box head only, and '
+                         "its outputs are not MaskRCNN's; its RCNN sampler can still be "
+                         "gluonmine's (net.sampler = rcnn_sampler_for(net))")
     # pylint: disable=protected-access
     if net._roi_mode not in ('pool', 'align'):
         raise ValueError('net has roi_mode {!r}: only pool and align exist'.format(

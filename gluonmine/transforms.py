@@ -1,4 +1,4 @@
-"""Data-side integration: GluonCV's Faster R-CNN training transform with gluonmine targets.
+"""Data-side integration: GluonCV's R-CNN training transforms with gluonmine's RPN targets.
 
 Shape shorthand: N anchors of one image, M ground truths. RPN targets follow
 GluonCV: cls_target +1 positive, 0 negative, -1 ignore.
@@ -9,7 +9,8 @@ import threading
 
 import mxnet as mx
 import numpy as np
-from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultTrainTransform
+from gluoncv.data.transforms.presets.rcnn import (FasterRCNNDefaultTrainTransform,
+                                                  MaskRCNNDefaultTrainTransform)
 
 from . import _checks
 from .rpn import RPNTargetGenerator
@@ -20,7 +21,62 @@ from .rpn import RPNTargetGenerator
 _GENERATOR_LOCK = threading.Lock()
 
 
-class FasterRCNNTrainTransform(FasterRCNNDefaultTrainTransform):
+class _RPNTargets(object):
+    """What gluonmine's transforms change in GluonCV's: the RPN targets of one image.
+
+    GluonCV's training transforms call ``self._target_generator(gt_boxes,
+    anchors, width, height)``; here that is gluonmine's hybridized
+    :class:`~gluonmine.rpn.RPNTargetGenerator`, its calls taking turns
+    between threads and ``mx.random`` reseeded once in each worker process.
+    """
+
+    def _init_targets(self, generator, device_targets):
+        """Call at the end of ``__init__``, with the generator built from its arguments."""
+        self._device_targets = bool(device_targets)
+        self._generator = generator
+        # one cached graph instead of ~100 eager operator calls an image (2.5 ms
+        # against 6.9 ms for the tiny recipe's images); shapes may change per call
+        self._generator.hybridize()
+        self._seed = int(np.random.randint(2 ** 31 - 1))
+        self._pid = os.getpid()
+
+    @property
+    def target_generator(self):
+        """The :class:`~gluonmine.rpn.RPNTargetGenerator` making this transform's targets.
+
+        With ``device_targets=True``, call it in the training loop:
+        ``cls_target, box_target, box_mask = generator(gt_boxes, anchors, im_hw)``.
+        """
+        return self._generator
+
+    @property
+    def _target_generator(self):
+        # what GluonCV's __call__ uses to make one image's targets
+        return None if self._anchors is None else self._one_image_targets
+
+    def _one_image_targets(self, gt_boxes, anchors, width, height):
+        """GluonCV's call: gt_boxes (M, 4), anchors (N, 4) -> NumPy (N,), (N, 4), (N, 4)."""
+        self._seed_worker()
+        im_hw = mx.nd.array([[height, width]], ctx=anchors.context)
+        if gt_boxes.size == 0:      # MXNet cannot expand an empty array: (0, 4) -> (1, 0, 4)
+            gt_boxes = mx.nd.full((1, 4), -1, ctx=anchors.context)
+        with _GENERATOR_LOCK:
+            cls_target, box_target, box_mask = self._generator(
+                gt_boxes.expand_dims(axis=0), anchors, im_hw)
+        return cls_target[0].asnumpy(), box_target[0].asnumpy(), box_mask[0].asnumpy()
+
+    def _seed_worker(self):
+        """Reseed mx.random once in each process other than the one that built us."""
+        if os.getpid() == self._pid:
+            return
+        self._pid = os.getpid()
+        # Pool workers are numbered 1, 2, ... in the order they start
+        identity = multiprocessing.current_process()._identity  # pylint: disable=protected-access
+        worker = (identity or (self._pid,))[-1]
+        mx.random.seed((self._seed + 1000003 * worker) % (2 ** 31 - 1))
+
+
+class FasterRCNNTrainTransform(_RPNTargets, FasterRCNNDefaultTrainTransform):
     """GluonCV's ``FasterRCNNDefaultTrainTransform`` with a pluggable RPN sampler.
 
     Same constructor and outputs as GluonCV's transform: resize, random flip and
@@ -91,45 +147,71 @@ class FasterRCNNTrainTransform(FasterRCNNDefaultTrainTransform):
         super(FasterRCNNTrainTransform, self).__init__(
             short, max_size, None if device_targets else net, mean, std, box_norm, num_sample,
             pos_iou_thresh, neg_iou_thresh, pos_ratio, flip_p, ashape, multi_stage)
-        self._device_targets = bool(device_targets)
-        self._generator = generator
-        # one cached graph instead of ~100 eager operator calls an image (2.5 ms
-        # against 6.9 ms for the tiny recipe's images); shapes may change per call
-        self._generator.hybridize()
-        self._seed = int(np.random.randint(2 ** 31 - 1))
-        self._pid = os.getpid()
+        self._init_targets(generator, device_targets)
 
-    @property
-    def target_generator(self):
-        """The :class:`~gluonmine.rpn.RPNTargetGenerator` making this transform's targets.
 
-        With ``device_targets=True``, call it in the training loop:
-        ``cls_target, box_target, box_mask = generator(gt_boxes, anchors, im_hw)``.
-        """
-        return self._generator
 
-    @property
-    def _target_generator(self):
-        # what GluonCV's __call__ uses to make one image's targets
-        return None if self._anchors is None else self._one_image_targets
+class MaskRCNNTrainTransform(_RPNTargets, MaskRCNNDefaultTrainTransform):
+    """GluonCV's ``MaskRCNNDefaultTrainTransform`` with a pluggable RPN sampler.
 
-    def _one_image_targets(self, gt_boxes, anchors, width, height):
-        """GluonCV's call: gt_boxes (M, 4), anchors (N, 4) -> NumPy (N,), (N, 4), (N, 4)."""
-        self._seed_worker()
-        im_hw = mx.nd.array([[height, width]], ctx=anchors.context)
-        if gt_boxes.size == 0:      # MXNet cannot expand an empty array: (0, 4) -> (1, 0, 4)
-            gt_boxes = mx.nd.full((1, 4), -1, ctx=anchors.context)
-        with _GENERATOR_LOCK:
-            cls_target, box_target, box_mask = self._generator(
-                gt_boxes.expand_dims(axis=0), anchors, im_hw)
-        return cls_target[0].asnumpy(), box_target[0].asnumpy(), box_mask[0].asnumpy()
+    Same constructor and outputs as GluonCV's transform: resize and randomly
+    flip the image, its boxes and its polygons, rasterize one mask an object,
+    normalize the image, and (given ``net``) make the RPN training targets:
+    ``(img, bbox, cls_targets, box_targets, box_masks, masks)``, for GluonCV's
+    ``MaskRCNNTrainBatchify``. The RPN targets are made as
+    :class:`FasterRCNNTrainTransform` makes them (gluonmine's
+    :class:`~gluonmine.rpn.RPNTargetGenerator` with ``sampler``; different
+    draws in each DataLoader worker; calls taking turns between threads).
+    Mask R-CNN's RCNN stage is Faster R-CNN's: ``net.sampler =
+    rcnn_sampler_for(net)`` (or :func:`~gluonmine.rcnn.install_samplers`,
+    which returns this transform for a Mask R-CNN).
 
-    def _seed_worker(self):
-        """Reseed mx.random once in each process other than the one that built us."""
-        if os.getpid() == self._pid:
-            return
-        self._pid = os.getpid()
-        # Pool workers are numbered 1, 2, ... in the order they start
-        identity = multiprocessing.current_process()._identity  # pylint: disable=protected-access
-        worker = (identity or (self._pid,))[-1]
-        mx.random.seed((self._seed + 1000003 * worker) % (2 ** 31 - 1))
+    With ``device_targets=True`` the transform returns ``(img, bbox, masks)``
+    only and the targets are made on the training device by
+    :attr:`target_generator`.
+
+    Parameters
+    ----------
+    short : int or tuple of int, default 600
+        Shorter image side after resizing; a (low, high) tuple draws it at random.
+    max_size : int, default 1000
+        Longest image side after resizing.
+    net : gluoncv MaskRCNN, default None
+        The network, for its anchors and feature shapes; ``None`` makes no targets.
+    mean : tuple of 3 float, default (0.485, 0.456, 0.406)
+        Pixel mean subtracted after scaling to [0, 1].
+    std : tuple of 3 float, default (0.229, 0.224, 0.225)
+        Pixel standard deviation divided by.
+    box_norm : tuple of 4 float, default (1., 1., 1., 1.)
+        Divisors of the encoded box targets.
+    num_sample : int, default 256
+        Anchors sampled per image (default sampler).
+    pos_iou_thresh : float, default 0.7
+        Smallest IoU of a positive anchor (default sampler).
+    neg_iou_thresh : float, default 0.3
+        Negatives have IoU below this (default sampler).
+    pos_ratio : float, default 0.5
+        Fraction of ``num_sample`` positives may take (default sampler).
+    ashape : int, default 128
+        Side of the precomputed anchor map.
+    multi_stage : bool, default False
+        Whether the network has several feature levels (FPN).
+    allowed_border : float, default 0
+        Pixels an anchor may reach beyond the image before it is ignored.
+    sampler : RPNTargetSampler or QuotaSampler, default None
+        The RPN sampler; ``None`` builds the default one from the arguments above.
+    device_targets : bool, default False
+        Return ``(img, bbox, masks)`` only; make targets on the device instead.
+    """
+
+    def __init__(self, short=600, max_size=1000, net=None, mean=(0.485, 0.456, 0.406),
+                 std=(0.229, 0.224, 0.225), box_norm=(1., 1., 1., 1.), num_sample=256,
+                 pos_iou_thresh=0.7, neg_iou_thresh=0.3, pos_ratio=0.5, ashape=128,
+                 multi_stage=False, allowed_border=0, sampler=None, device_targets=False):
+        generator = RPNTargetGenerator(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio,
+                                       stds=box_norm, allowed_border=allowed_border,
+                                       sampler=sampler)
+        super(MaskRCNNTrainTransform, self).__init__(
+            short, max_size, None if device_targets else net, mean, std, box_norm, num_sample,
+            pos_iou_thresh, neg_iou_thresh, pos_ratio, ashape, multi_stage)
+        self._init_targets(generator, device_targets)

@@ -7,7 +7,7 @@ from gluoncv.model_zoo.rcnn.rpn.rpn_target import RPNTargetGenerator as GluonCVG
 from mxnet import autograd, gluon, nd
 from numpy.testing import assert_array_equal
 
-from gluonmine.models import tiny_faster_rcnn
+from gluonmine.models import tiny_faster_rcnn, tiny_mask_rcnn
 from gluonmine.quota import QuotaSampler
 from gluonmine.rcnn import install_samplers, rcnn_sampler_for
 from gluonmine.rcnn_target import RCNNTargetSampler
@@ -140,6 +140,34 @@ def test_transform_path():
     assert min(img.shape[1:]) == net.short                   # the net's size, as GluonCV's script
     assert (cls_targets[0] >= 0).sum() == 64
 
+
+
+def test_a_mask_rcnn_gets_gluonmine_samplers_and_its_own_transform():
+    from gluoncv.data.batchify import MaskRCNNTrainBatchify
+    from gluonmine.transforms import MaskRCNNTrainTransform
+    net, gluoncv_net = [tiny_mask_rcnn(['a', 'b'], per_device_batch_size=2) for _ in range(2)]
+    for each in (net, gluoncv_net):
+        each.initialize()
+    transform = install_samplers(net, num_sample=64)
+    assert isinstance(transform, MaskRCNNTrainTransform)
+    assert isinstance(net.sampler, RCNNTargetSampler)
+    image = nd.array(np.random.RandomState(0).randint(0, 255, (90, 120, 3)), dtype='uint8')
+    label = np.array([[10, 12, 60, 70, 0], [50, 20, 110, 85, 1]], dtype='float32')
+    polygons = [[np.array([[10, 12], [60, 12], [60, 70]], 'float32')],
+                [np.array([[50, 20], [110, 20], [110, 85]], 'float32')]]
+    batch = MaskRCNNTrainBatchify(net)([transform(image, label, polygons)] * 2)
+    # (images, boxes, masks, cls_targets, box_targets, box_masks); one shard: bare arrays
+    cls_targets = batch[3][0].reshape((2, -1)).asnumpy()
+    assert_array_equal((cls_targets >= 0).sum(axis=1), [64, 64])
+    inputs = batch[0], batch[1][:, :, :4], batch[1][:, :, 4:5]
+    with autograd.record():
+        ours = net(*inputs)
+    with autograd.record():
+        theirs = gluoncv_net(*inputs)
+    # Mask R-CNN's 13 training outputs, the mask prediction among them
+    assert [o.shape for o in ours] == [o.shape for o in theirs]
+    samples = ours[4].asnumpy()
+    assert set(np.unique(samples)) <= {-1., 0., 1.} and (samples == 1).any()
 
 
 def test_device_targets_on_a_feature_pyramid_net():

@@ -15,7 +15,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 from conftest import no_host_sync
 from gluonmine.losses import RCNNHardExampleLoss
-from gluonmine.models import tiny_faster_rcnn
+from gluonmine.models import tiny_faster_rcnn, tiny_mask_rcnn
 from gluonmine.ohem import HardExampleMiner
 from gluonmine.rcnn_ohem import NEGATIVE_IOU_EDGES, OHEMFasterRCNN
 from gluonmine.rcnn_target import RCNNTargetSampler
@@ -349,6 +349,8 @@ def test_training_steps_run_with_finite_losses():
     (lambda net: OHEMFasterRCNN(net, rho=0.), 'rho'),
     (lambda net: OHEMFasterRCNN(net, lambd=-1.), 'lambd'),
     (lambda net: OHEMFasterRCNN(net, neg_iou_thresh_low=0.7), 'neg_iou_thresh_low'),
+    # its outputs would stand where GluonCV's training loop reads the mask prediction
+    (lambda net: OHEMFasterRCNN(tiny_mask_rcnn(CLASSES)), 'Mask R-CNN'),
 ])
 def test_rejects_bad_arguments(make, name):
     with pytest.raises(ValueError, match=name):

@@ -74,6 +74,24 @@ def training_batch():
                 label=label, im_hw=IM_HW.astype('int32'))
 
 
+def mask_image():
+    """A Mask R-CNN and one training image: its boxes with labels, one polygon an object."""
+    from gluonmine.models import tiny_mask_rcnn    # pylint: disable=import-outside-toplevel
+    net = tiny_mask_rcnn(['a', 'b'])
+    net.initialize()
+    image = nd.array(np.random.RandomState(0).randint(0, 255, (90, 120, 3)), dtype='uint8')
+    label = np.array([[10, 12, 60, 70, 0], [50, 20, 110, 85, 1]], 'float32')
+    polygons = [[np.array([[10, 12], [60, 12], [60, 70]], 'float32')],
+                [np.array([[50, 20], [110, 20], [110, 85]], 'float32')]]
+    return dict(mask_net=net, image=image, label=label, polygons=polygons)
+
+
+def check_masks(namespace):
+    img, masks = namespace['img'], namespace['masks']
+    assert masks.shape == (2,) + img.shape[1:]            # one mask an object, image-sized
+    assert (namespace['cls_targets'][0] == 1).any()
+
+
 def ssd_lists():
     """The SSD loss example: one device's predictions and targets, in lists."""
     rng = np.random.RandomState(1)
@@ -145,6 +163,7 @@ SETUPS = [
     ('train_transform = install_samplers(net)', training_batch, no_check),
     ('rpn_targets = install_samplers(net, device_targets=True)', training_batch,
      check_device_targets),
+    ('train_transform = install_samplers(mask_net)', mask_image, check_masks),
     ('miner = HardExampleMiner(', detection_arrays,
      shapes(indices=(B, 128), mask=(B, N), samples=(B, N))),
     ('mbox_loss = SSDMultiBoxLoss(', ssd_lists, no_check),

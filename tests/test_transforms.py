@@ -1,17 +1,19 @@
-"""FasterRCNNTrainTransform: GluonCV's transform with gluonmine's RPN targets."""
+"""FasterRCNNTrainTransform and MaskRCNNTrainTransform: GluonCV's transforms with
+gluonmine's RPN targets."""
 import pickle
 
 import mxnet as mx
 import numpy as np
 import pytest
-from gluoncv.data.batchify import FasterRCNNTrainBatchify
-from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultTrainTransform
+from gluoncv.data.batchify import FasterRCNNTrainBatchify, MaskRCNNTrainBatchify
+from gluoncv.data.transforms.presets.rcnn import (FasterRCNNDefaultTrainTransform,
+                                                  MaskRCNNDefaultTrainTransform)
 from mxnet import nd
 from numpy.testing import assert_array_equal
 
-from gluonmine.models import tiny_faster_rcnn
+from gluonmine.models import tiny_faster_rcnn, tiny_mask_rcnn
 from gluonmine.rpn import RPNTargetGenerator, RPNTargetSampler
-from gluonmine.transforms import FasterRCNNTrainTransform
+from gluonmine.transforms import FasterRCNNTrainTransform, MaskRCNNTrainTransform
 
 IMAGE = nd.array(np.random.RandomState(0).randint(0, 255, (90, 120, 3)), dtype='uint8')
 LABEL = np.array([[10, 12, 60, 70, 0, 0], [50, 20, 110, 85, 1, 0]], dtype='float32')
@@ -110,3 +112,50 @@ def test_a_transform_that_has_run_pickles(net):
     want = transform(IMAGE, LABEL)[2][0]
     mx.random.seed(2)
     assert_array_equal(copied(IMAGE, LABEL)[2][0], want)
+
+
+# ---------------------------------------------------------------- Mask R-CNN
+
+# one polygon an object, inside its box
+POLYGONS = [[np.array([[10, 12], [60, 12], [60, 70], [10, 70]], 'float32')],
+            [np.array([[50, 20], [110, 20], [110, 85]], 'float32')]]
+
+
+@pytest.fixture(scope='module')
+def mask_net():
+    net = tiny_mask_rcnn(['a', 'b'])
+    net.initialize()
+    return net
+
+
+def test_mask_transform_same_outputs_as_gluoncv(mask_net):
+    kwargs = dict(short=128, max_size=224, net=mask_net)
+    transforms = MaskRCNNDefaultTrainTransform(**kwargs), MaskRCNNTrainTransform(**kwargs)
+    outputs = []
+    for transform in transforms:
+        for seed in (0, 2):                 # the flip is random: seed 0 flips, seed 2 does not
+            np.random.seed(seed)
+            outputs.append(transform(IMAGE, LABEL, POLYGONS))
+    for theirs, ours in zip(outputs[:2], outputs[2:]):
+        assert len(ours) == len(theirs) == 6
+        assert_array_equal(ours[0].asnumpy(), theirs[0].asnumpy())           # image
+        assert_array_equal(ours[1], theirs[1])                                # boxes
+        assert_array_equal(ours[5].asnumpy(), theirs[5].asnumpy())           # masks
+        for mine, gluon in zip(ours[2:5], theirs[2:5]):                       # RPN targets
+            assert [m.shape for m in mine] == [g.shape for g in gluon]
+        cls_target = ours[2][0]
+        assert (cls_target == 1).any() and (cls_target >= 0).sum() == (theirs[2][0] >= 0).sum()
+    flipped = [out[1][0, 0] for out in outputs[:2]]
+    assert flipped[0] != flipped[1]                         # both flips were compared
+
+
+def test_mask_transform_targets_batchify_and_device_targets(mask_net):
+    transform = MaskRCNNTrainTransform(short=128, max_size=224, net=mask_net, num_sample=64)
+    batch = MaskRCNNTrainBatchify(mask_net)([transform(IMAGE, LABEL, POLYGONS)] * 2)
+    # (images, boxes, masks, cls_targets, box_targets, box_masks), each a tuple of shards
+    cls_targets = batch[3][0].reshape((2, -1)).asnumpy()
+    assert_array_equal((cls_targets >= 0).sum(axis=1), [64, 64])
+    assert batch[2].shape[:2] == (2, 2)          # masks (one shard: a bare array): 2 images x 2
+    img, bbox, masks = MaskRCNNTrainTransform(short=128, max_size=224, net=mask_net,
+                                              device_targets=True)(IMAGE, LABEL, POLYGONS)
+    assert img.shape[0] == 3 and bbox.shape == LABEL.shape and masks.shape[0] == 2
