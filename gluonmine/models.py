@@ -86,7 +86,7 @@ def tiny_faster_rcnn(classes, per_device_batch_size=1, short=128, max_size=224,
                       **defaults)
 
 
-def tiny_mask_rcnn(classes, mask_channels=16, **kwargs):
+def tiny_mask_rcnn(classes, mask_channels=16, target_roi_scale=2, **kwargs):
     """:func:`tiny_faster_rcnn`'s network as GluonCV's ``MaskRCNN``: a mask head added.
 
     Parameters
@@ -95,6 +95,9 @@ def tiny_mask_rcnn(classes, mask_channels=16, **kwargs):
         Foreground class names.
     mask_channels : int, default 16
         Channels of the mask head.
+    target_roi_scale : int, default 2
+        Mask targets are the RoI size times this: the mask head's output size
+        (its deconvolution doubles the pooled size), as in GluonCV's models.
     **kwargs
         Passed on to :func:`tiny_faster_rcnn` (``per_device_batch_size``, ...).
 
@@ -103,7 +106,8 @@ def tiny_mask_rcnn(classes, mask_channels=16, **kwargs):
     gluoncv.model_zoo.MaskRCNN
         Not initialized; call ``net.initialize()``.
     """
-    return tiny_faster_rcnn(classes, network=MaskRCNN, mask_channels=mask_channels, **kwargs)
+    return tiny_faster_rcnn(classes, network=MaskRCNN, mask_channels=mask_channels,
+                            target_roi_scale=target_roi_scale, **kwargs)
 
 
 def tiny_ssd(classes, base_size=128, channels=(16, 32, 64, 64, 64, 64), **kwargs):

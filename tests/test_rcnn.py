@@ -161,13 +161,25 @@ def test_a_mask_rcnn_gets_gluonmine_samplers_and_its_own_transform():
     assert_array_equal((cls_targets >= 0).sum(axis=1), [64, 64])
     inputs = batch[0], batch[1][:, :, :4], batch[1][:, :, 4:5]
     with autograd.record():
-        ours = net(*inputs)
-    with autograd.record():
         theirs = gluoncv_net(*inputs)
+    with autograd.record():
+        ours = net(*inputs)
+        # GluonCV 0.10's Mask R-CNN step: mask targets of the positives (``indices``) from
+        # gluonmine's matches and the RCNN class targets, then its mask loss
+        mask_pred, roi, matches, cls_targets, indices = [ours[i] for i in (2, 3, 5, 9, 12)]
+        positives = [nd.stack(*[nd.take(x[i], indices[i]) for i in range(2)])
+                     for x in (roi, matches, cls_targets)]
+        mask_targets, mask_masks = net.mask_target(positives[0], batch[2], *positives[1:])
+        mask_loss = gluon.loss.SigmoidBinaryCrossEntropyLoss()(mask_pred, mask_targets,
+                                                                mask_masks)
+    mask_loss.backward()
     # Mask R-CNN's 13 training outputs, the mask prediction among them
     assert [o.shape for o in ours] == [o.shape for o in theirs]
     samples = ours[4].asnumpy()
     assert set(np.unique(samples)) <= {-1., 0., 1.} and (samples == 1).any()
+    assert mask_targets.shape == mask_pred.shape and mask_masks.sum().asscalar() > 0
+    assert np.isfinite(mask_loss.asnumpy()).all()
+    assert np.abs(net.mask.mask.weight.grad().asnumpy()).sum() > 0
 
 
 def test_device_targets_on_a_feature_pyramid_net():
