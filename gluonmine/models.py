@@ -80,10 +80,10 @@ def tiny_faster_rcnn(classes, per_device_batch_size=1, short=128, max_size=224,
                     alloc_size=(128, 128))
     defaults.update(kwargs)
     return network(features, top_features, classes, short=short, max_size=max_size,
-                      rpn_channel=rpn_channel, per_device_batch_size=per_device_batch_size,
-                      num_sample=num_sample, rpn_train_pre_nms=rpn_train_pre_nms,
-                      rpn_train_post_nms=rpn_train_post_nms, max_num_gt=max_num_gt,
-                      **defaults)
+                   rpn_channel=rpn_channel, per_device_batch_size=per_device_batch_size,
+                   num_sample=num_sample, rpn_train_pre_nms=rpn_train_pre_nms,
+                   rpn_train_post_nms=rpn_train_post_nms, max_num_gt=max_num_gt,
+                   **defaults)
 
 
 def tiny_mask_rcnn(classes, mask_channels=16, target_roi_scale=2, **kwargs):

@@ -150,7 +150,6 @@ class FasterRCNNTrainTransform(_RPNTargets, FasterRCNNDefaultTrainTransform):
         self._init_targets(generator, device_targets)
 
 
-
 class MaskRCNNTrainTransform(_RPNTargets, MaskRCNNDefaultTrainTransform):
     """GluonCV's ``MaskRCNNDefaultTrainTransform`` with a pluggable RPN sampler.
 
