@@ -1,9 +1,10 @@
 """A run's reports: its metrics JSON and figure, its log and progress bars; reading it back.
 
 :class:`RunReport` gathers the metrics (losses through :class:`LossLog`) and
-writes PREFIX.json and PREFIX.png (the figures are ``plots.py``'s); :func:`output_paths` names a run's files;
-:func:`setup_logger` and :func:`progress` are the console; :func:`read_run`
-and :func:`check_run_classes` read a run for ``evaluate.py`` and
+writes PREFIX.json and PREFIX.png (the figures are ``plots.py``'s);
+:func:`output_paths` names a run's files; :func:`setup_logger` and
+:func:`progress` are the console; :func:`read_run` and
+:func:`check_run_classes` read a run for ``evaluate.py`` and
 ``show_samples.py``.
 """
 import json

@@ -183,7 +183,8 @@ def counts(boxes, samples, gt):
     """positives, negatives, and the objects no positive box overlaps best (gt (M, 4))."""
     positive = boxes[samples > 0.5]
     valid = len(selection_stats.valid_boxes(gt))
-    matched = set(selection_stats.iou_matrix(positive, gt).argmax(axis=1).tolist()) if valid else set()
+    matched = (set(selection_stats.iou_matrix(positive, gt).argmax(axis=1).tolist()) if valid
+               else set())
     return {'positives': int((samples > 0.5).sum()), 'negatives': int((samples < -0.5).sum()),
             'objects': valid, 'objects_without_positive': valid - len(matched)}
 

@@ -143,8 +143,8 @@ def build_dataloader(args, net, samplers, train_set, val_set, dist, ctx):
 
 def build_val_loader(args, net, val_set, ctx):
     """Validation batches: GluonCV's test-time resize to the net's short side."""
-    return loaders.val_loader(val_set, FasterRCNNDefaultValTransform(test_short(net), net.max_size),
-                             len(ctx), args.num_workers)
+    transform = FasterRCNNDefaultValTransform(test_short(net), net.max_size)
+    return loaders.val_loader(val_set, transform, len(ctx), args.num_workers)
 
 
 def build_evaluation(args, classes, ctx, val_set):

@@ -416,9 +416,10 @@ def mined_samples(miner, cls_pred, box_pred, cls_target, box_target, anchors):
 
 
 class MinerStats(selection_stats.MiningStats):
-    """Mean loss of the mined negatives against all negatives (``selection_stats.MiningStats``), and
-    ``hardest_share``: the share of the mined negatives that SSD's hard negative mining
-    keeps too (1 for it, lower where NMS or chance picks others)."""
+    """Mean loss of the mined negatives against all negatives
+    (``selection_stats.MiningStats``), and ``hardest_share``: the share of the mined
+    negatives that SSD's hard negative mining keeps too (1 for it, lower where NMS or
+    chance picks others)."""
 
     def __init__(self):
         super(MinerStats, self).__init__()
