@@ -1,18 +1,19 @@
-"""gluonmine's samplers inside GluonCV 0.10's own Faster R-CNN training loop.
+"""gluonmine's samplers inside GluonCV 0.10's own Faster R-CNN and Mask R-CNN training loops.
 
 The loop of GluonCV's ``scripts/detection/faster_rcnn/train_faster_rcnn.py``,
 built from the pieces it imports from the installed GluonCV (its batchify,
 bucket sampler, ``ForwardBackwardTask``, losses and metrics), with the two
 swaps README gives: gluonmine's transform class where the script passes
 ``FasterRCNNDefaultTrainTransform`` (called as the script calls it) and
-gluonmine's RCNN sampler in ``net.sampler``. C4 and FPN nets.
+gluonmine's RCNN sampler in ``net.sampler``. C4 and FPN nets. Then the same
+for Mask R-CNN (its ``ForwardBackwardTask``, batchify and transform).
 """
 import collections
 
 import mxnet as mx
 import numpy as np
 import pytest
-from gluoncv.data.batchify import FasterRCNNTrainBatchify
+from gluoncv.data.batchify import FasterRCNNTrainBatchify, MaskRCNNTrainBatchify
 from gluoncv.data.sampler import SplitSortedBucketSampler
 from gluoncv.model_zoo.rcnn.faster_rcnn.data_parallel import ForwardBackwardTask
 from gluoncv.utils.metrics.rcnn import (RCNNAccMetric, RCNNL1LossMetric, RPNAccMetric,
@@ -20,11 +21,11 @@ from gluoncv.utils.metrics.rcnn import (RCNNAccMetric, RCNNL1LossMetric, RPNAccM
 from mxnet import gluon
 
 from gluonmine.data import SyntheticVOCDetection
-from gluonmine.models import tiny_faster_rcnn
+from gluonmine.models import tiny_faster_rcnn, tiny_mask_rcnn
 from gluonmine.rcnn import rcnn_sampler_for
 from gluonmine.rcnn_target import RCNNTargetSampler
 from gluonmine.rpn import RPNTargetGenerator
-from gluonmine.transforms import FasterRCNNTrainTransform
+from gluonmine.transforms import FasterRCNNTrainTransform, MaskRCNNTrainTransform
 
 BATCH = 2
 
@@ -107,3 +108,53 @@ def test_two_iterations_of_gluoncvs_loop(voc_root, make_net, use_fpn, monkeypatc
     assert calls[RPNTargetGenerator] == 4 and calls[RCNNTargetSampler] >= 1
     assert all(np.isfinite(metric.get()[1]) for metric in metrics)
     assert np.abs(net.class_predictor.weight.data().asnumpy()).sum() > 0
+
+
+def with_polygons(image, label):
+    """A detection item as a Mask R-CNN dataset gives it: (image, label, one polygon an
+    object), here each object's box as its polygon."""
+    return image, label, [[np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], 'float32')]
+                          for x1, y1, x2, y2 in label[:, :4]]
+
+
+@pytest.mark.filterwarnings('ignore:Constant parameter')
+def test_two_iterations_of_gluoncvs_mask_rcnn_loop(voc_root, monkeypatch):
+    from gluoncv.model_zoo.rcnn.mask_rcnn.data_parallel import \
+        ForwardBackwardTask as MaskForwardBackwardTask   # pylint: disable=import-outside-toplevel
+    mx.random.seed(0)
+    np.random.seed(0)
+    images = SyntheticVOCDetection(voc_root, splits=((2007, 'train'),))
+    dataset = images.take(12).filter(lambda item: len(item[1]) > 0).take(4)
+    calls = collections.Counter()
+    for block in (RPNTargetGenerator, RCNNTargetSampler):
+        monkeypatch.setattr(block, 'forward', _counted(block.forward, calls, block))
+    net = tiny_mask_rcnn(images.classes, per_device_batch_size=BATCH)
+    net.initialize()
+    net.sampler = rcnn_sampler_for(net)                                  # swap 1
+    transform = MaskRCNNTrainTransform(net.short, net.max_size, net, ashape=net.ashape,
+                                       multi_stage=False)                # swap 2
+    loader = mx.gluon.data.DataLoader(
+        dataset.transform(with_polygons).transform(transform),
+        batch_sampler=SplitSortedBucketSampler([1.] * len(dataset), BATCH, shuffle=True),
+        batchify_fn=MaskRCNNTrainBatchify(net, 1))
+    trainer = gluon.Trainer(net.collect_train_params(), 'sgd',
+                            {'learning_rate': 0.01, 'wd': 5e-4, 'momentum': 0.9})
+    task = MaskForwardBackwardTask(
+        net, trainer, gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False),
+        gluon.loss.HuberLoss(rho=1. / 9.), gluon.loss.SoftmaxCrossEntropyLoss(),
+        gluon.loss.HuberLoss(), gluon.loss.SigmoidBinaryCrossEntropyLoss(), amp_enabled=False)
+    net.hybridize(static_alloc=True)
+    iterations = 0
+    for batch in loader:
+        # the script's split_and_load, one CPU context: shards of one
+        shard = [(part[0] if isinstance(part, (list, tuple)) else part).as_in_context(mx.cpu())
+                 for part in batch]
+        result = task.forward_backward(shard)
+        trainer.step(BATCH)
+        losses = np.array([loss.asscalar() for loss in result[:5]])      # rpn, rcnn, mask
+        assert np.isfinite(losses).all() and (losses > 0).all()
+        assert ((shard[3].asnumpy() >= 0).sum(axis=1) == 256).all()     # the RPN quota
+        iterations += 1
+    assert iterations == 2 and isinstance(net.sampler, RCNNTargetSampler)
+    assert calls[RPNTargetGenerator] == 4 and calls[RCNNTargetSampler] >= 1
+    assert np.abs(net.mask.mask.weight.data().asnumpy()).sum() > 0
