@@ -51,6 +51,48 @@ def _counted(forward, calls, key):
     return counting
 
 
+def four_images(voc_root):
+    """(classes, four training images with objects, as every VOC image has), seeded."""
+    mx.random.seed(0)
+    np.random.seed(0)
+    images = SyntheticVOCDetection(voc_root, splits=((2007, 'train'),))
+    return images.classes, images.take(12).filter(lambda item: len(item[1]) > 0).take(4)
+
+
+def count_sampler_calls(monkeypatch):
+    """gluonmine's samplers must be the ones that run: a Counter of their calls."""
+    calls = collections.Counter()
+    for block in (RPNTargetGenerator, RCNNTargetSampler):
+        monkeypatch.setattr(block, 'forward', _counted(block.forward, calls, block))
+    return calls
+
+
+def sgd(net):
+    """The script's trainer."""
+    return gluon.Trainer(net.collect_train_params(), 'sgd',
+                         {'learning_rate': 0.01, 'wd': 5e-4, 'momentum': 0.9})
+
+
+def box_losses():
+    """The script's RPN and RCNN losses: classification and box, each stage."""
+    return [gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False),
+            gluon.loss.HuberLoss(rho=1. / 9.), gluon.loss.SoftmaxCrossEntropyLoss(),
+            gluon.loss.HuberLoss()]
+
+
+def steps(task, trainer, loader):
+    """The script's iterations, one CPU context: yields (shard, forward_backward result)."""
+    net = task.net
+    net.hybridize(static_alloc=True)
+    for batch in loader:
+        # split_and_load: images and labels come unsharded, targets in shards
+        shard = [(part[0] if isinstance(part, (list, tuple)) else part).as_in_context(mx.cpu())
+                 for part in batch]
+        result = task.forward_backward(shard)
+        trainer.step(BATCH)
+        yield shard, result
+
+
 def train_loader(net, dataset, train_transform, use_fpn):
     """The script's ``get_dataloader`` (one shard, no workers), its transform class given."""
     sampler = SplitSortedBucketSampler([1.] * len(dataset), BATCH, shuffle=True)
@@ -62,36 +104,19 @@ def train_loader(net, dataset, train_transform, use_fpn):
 @pytest.mark.filterwarnings('ignore:Constant parameter')     # the script's grad_req setting
 @pytest.mark.parametrize('make_net, use_fpn', [(c4_net, False), (fpn_net, True)])
 def test_two_iterations_of_gluoncvs_loop(voc_root, make_net, use_fpn, monkeypatch):
-    mx.random.seed(0)
-    np.random.seed(0)
-    images = SyntheticVOCDetection(voc_root, splits=((2007, 'train'),))
-    # four images with objects, as every VOC image has
-    dataset = images.take(12).filter(lambda item: len(item[1]) > 0).take(4)
-    # gluonmine's samplers must be the ones that run: count their calls
-    calls = collections.Counter()
-    for block in (RPNTargetGenerator, RCNNTargetSampler):
-        monkeypatch.setattr(block, 'forward', _counted(block.forward, calls, block))
-    net = make_net(images.classes)
+    classes, dataset = four_images(voc_root)
+    calls = count_sampler_calls(monkeypatch)
+    net = make_net(classes)
     net.initialize()
     net.sampler = rcnn_sampler_for(net)                                  # swap 1
     loader = train_loader(net, dataset, FasterRCNNTrainTransform, use_fpn)  # swap 2
     net.collect_params().setattr('grad_req', 'null')
     net.collect_train_params().setattr('grad_req', 'write')
-    trainer = gluon.Trainer(net.collect_train_params(), 'sgd',
-                            {'learning_rate': 0.01, 'wd': 5e-4, 'momentum': 0.9})
-    task = ForwardBackwardTask(net, trainer, gluon.loss.SigmoidBinaryCrossEntropyLoss(
-        from_sigmoid=False), gluon.loss.HuberLoss(rho=1. / 9.),
-        gluon.loss.SoftmaxCrossEntropyLoss(), gluon.loss.HuberLoss(), mix_ratio=1.0,
-        amp_enabled=False)
+    trainer = sgd(net)
+    task = ForwardBackwardTask(net, trainer, *box_losses(), mix_ratio=1.0, amp_enabled=False)
     metrics = [RPNAccMetric(), RPNL1LossMetric(), RCNNAccMetric(), RCNNL1LossMetric()]
-    net.hybridize(static_alloc=True)
     iterations = 0
-    for batch in loader:
-        # the script's split_and_load, one CPU context: images and labels come unsharded
-        shard = [(part[0] if isinstance(part, (list, tuple)) else part).as_in_context(mx.cpu())
-                 for part in batch]
-        result = task.forward_backward(shard)
-        trainer.step(BATCH)
+    for shard, result in steps(task, trainer, loader):
         for metric, (labels, preds) in zip(metrics, result[4:]):
             metric.update(labels, preds)
         losses = np.array([loss.asscalar() for loss in result[:4]])
@@ -121,14 +146,9 @@ def with_polygons(image, label):
 def test_two_iterations_of_gluoncvs_mask_rcnn_loop(voc_root, monkeypatch):
     from gluoncv.model_zoo.rcnn.mask_rcnn.data_parallel import \
         ForwardBackwardTask as MaskForwardBackwardTask   # pylint: disable=import-outside-toplevel
-    mx.random.seed(0)
-    np.random.seed(0)
-    images = SyntheticVOCDetection(voc_root, splits=((2007, 'train'),))
-    dataset = images.take(12).filter(lambda item: len(item[1]) > 0).take(4)
-    calls = collections.Counter()
-    for block in (RPNTargetGenerator, RCNNTargetSampler):
-        monkeypatch.setattr(block, 'forward', _counted(block.forward, calls, block))
-    net = tiny_mask_rcnn(images.classes, per_device_batch_size=BATCH)
+    classes, dataset = four_images(voc_root)
+    calls = count_sampler_calls(monkeypatch)
+    net = tiny_mask_rcnn(classes, per_device_batch_size=BATCH)
     net.initialize()
     net.sampler = rcnn_sampler_for(net)                                  # swap 1
     transform = MaskRCNNTrainTransform(net.short, net.max_size, net, ashape=net.ashape,
@@ -137,20 +157,11 @@ def test_two_iterations_of_gluoncvs_mask_rcnn_loop(voc_root, monkeypatch):
         dataset.transform(with_polygons).transform(transform),
         batch_sampler=SplitSortedBucketSampler([1.] * len(dataset), BATCH, shuffle=True),
         batchify_fn=MaskRCNNTrainBatchify(net, 1))
-    trainer = gluon.Trainer(net.collect_train_params(), 'sgd',
-                            {'learning_rate': 0.01, 'wd': 5e-4, 'momentum': 0.9})
-    task = MaskForwardBackwardTask(
-        net, trainer, gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False),
-        gluon.loss.HuberLoss(rho=1. / 9.), gluon.loss.SoftmaxCrossEntropyLoss(),
-        gluon.loss.HuberLoss(), gluon.loss.SigmoidBinaryCrossEntropyLoss(), amp_enabled=False)
-    net.hybridize(static_alloc=True)
+    trainer = sgd(net)
+    task = MaskForwardBackwardTask(net, trainer, *box_losses(),
+                                   gluon.loss.SigmoidBinaryCrossEntropyLoss(), amp_enabled=False)
     iterations = 0
-    for batch in loader:
-        # the script's split_and_load, one CPU context: shards of one
-        shard = [(part[0] if isinstance(part, (list, tuple)) else part).as_in_context(mx.cpu())
-                 for part in batch]
-        result = task.forward_backward(shard)
-        trainer.step(BATCH)
+    for shard, result in steps(task, trainer, loader):
         losses = np.array([loss.asscalar() for loss in result[:5]])      # rpn, rcnn, mask
         assert np.isfinite(losses).all() and (losses > 0).all()
         assert ((shard[3].asnumpy() >= 0).sum(axis=1) == 256).all()     # the RPN quota
