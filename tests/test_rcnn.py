@@ -2,6 +2,7 @@
 import mxnet as mx
 import numpy as np
 import pytest
+from gluoncv.data.batchify import MaskRCNNTrainBatchify
 from gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target import RCNNTargetSampler as GluonCVSampler
 from gluoncv.model_zoo.rcnn.rpn.rpn_target import RPNTargetGenerator as GluonCVGenerator
 from mxnet import autograd, gluon, nd
@@ -12,6 +13,8 @@ from gluonmine.quota import QuotaSampler
 from gluonmine.rcnn import install_samplers, rcnn_sampler_for
 from gluonmine.rcnn_target import RCNNTargetSampler
 from gluonmine.rpn import RPNTargetGenerator, RPNTargetSampler
+from gluonmine.transforms import FasterRCNNTrainTransform, MaskRCNNTrainTransform
+from test_transforms import IMAGE, LABEL, POLYGONS
 
 HEIGHT, WIDTH = 128, 160
 # image 0: two objects; image 1: one object and a padding row
@@ -128,10 +131,9 @@ def test_rejects_bad_arguments(call, name):
 
 
 def test_transform_path():
-    transforms = pytest.importorskip('gluonmine.transforms')
     net = tiny_net()
     transform = install_samplers(net, num_sample=64)
-    assert isinstance(transform, transforms.FasterRCNNTrainTransform)
+    assert isinstance(transform, FasterRCNNTrainTransform)
     assert isinstance(net.sampler, RCNNTargetSampler)
     assert transform.target_generator.sampler.num_sample == 64
     image = nd.array(np.random.RandomState(0).randint(0, 255, (90, 120, 3)), dtype='uint8')
@@ -143,19 +145,13 @@ def test_transform_path():
 
 
 def test_a_mask_rcnn_gets_gluonmine_samplers_and_its_own_transform():
-    from gluoncv.data.batchify import MaskRCNNTrainBatchify
-    from gluonmine.transforms import MaskRCNNTrainTransform
     net, gluoncv_net = [tiny_mask_rcnn(['a', 'b'], per_device_batch_size=2) for _ in range(2)]
     for each in (net, gluoncv_net):
         each.initialize()
     transform = install_samplers(net, num_sample=64)
     assert isinstance(transform, MaskRCNNTrainTransform)
     assert isinstance(net.sampler, RCNNTargetSampler)
-    image = nd.array(np.random.RandomState(0).randint(0, 255, (90, 120, 3)), dtype='uint8')
-    label = np.array([[10, 12, 60, 70, 0], [50, 20, 110, 85, 1]], dtype='float32')
-    polygons = [[np.array([[10, 12], [60, 12], [60, 70]], 'float32')],
-                [np.array([[50, 20], [110, 20], [110, 85]], 'float32')]]
-    batch = MaskRCNNTrainBatchify(net)([transform(image, label, polygons)] * 2)
+    batch = MaskRCNNTrainBatchify(net)([transform(IMAGE, LABEL, POLYGONS)] * 2)
     # (images, boxes, masks, cls_targets, box_targets, box_masks); one shard: bare arrays
     cls_targets = batch[3][0].reshape((2, -1)).asnumpy()
     assert_array_equal((cls_targets >= 0).sum(axis=1), [64, 64])

@@ -19,6 +19,7 @@ from mxnet import nd
 from conftest import random_boxes
 from test_rcnn import GT_BOXES, GT_LABELS, IM_HW
 from test_rcnn_ohem import images, tiny_net
+from test_transforms import IMAGE, LABEL, POLYGONS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'recipes'))
@@ -79,11 +80,7 @@ def mask_image():
     from gluonmine.models import tiny_mask_rcnn    # pylint: disable=import-outside-toplevel
     net = tiny_mask_rcnn(['a', 'b'])
     net.initialize()
-    image = nd.array(np.random.RandomState(0).randint(0, 255, (90, 120, 3)), dtype='uint8')
-    label = np.array([[10, 12, 60, 70, 0], [50, 20, 110, 85, 1]], 'float32')
-    polygons = [[np.array([[10, 12], [60, 12], [60, 70]], 'float32')],
-                [np.array([[50, 20], [110, 20], [110, 85]], 'float32')]]
-    return dict(mask_net=net, image=image, label=label, polygons=polygons)
+    return dict(mask_net=net, image=IMAGE, label=LABEL, polygons=POLYGONS)
 
 
 def check_masks(namespace):

@@ -152,7 +152,7 @@ def test_mask_transform_same_outputs_as_gluoncv(mask_net):
 def test_mask_transform_targets_batchify_and_device_targets(mask_net):
     transform = MaskRCNNTrainTransform(short=128, max_size=224, net=mask_net, num_sample=64)
     batch = MaskRCNNTrainBatchify(mask_net)([transform(IMAGE, LABEL, POLYGONS)] * 2)
-    # (images, boxes, masks, cls_targets, box_targets, box_masks), each a tuple of shards
+    # (images, boxes, masks, cls_targets, box_targets, box_masks); targets in shards
     cls_targets = batch[3][0].reshape((2, -1)).asnumpy()
     assert_array_equal((cls_targets >= 0).sum(axis=1), [64, 64])
     assert batch[2].shape[:2] == (2, 2)          # masks (one shard: a bare array): 2 images x 2
