@@ -27,12 +27,14 @@ class _RPNTargets(object):
     GluonCV's training transforms call ``self._target_generator(gt_boxes,
     anchors, width, height)``; here that is gluonmine's hybridized
     :class:`~gluonmine.rpn.RPNTargetGenerator`, its calls taking turns
-    between threads and ``mx.random`` reseeded once in each worker process.
+    between threads and ``mx.random`` reseeded once in each worker process,
+    or before each image from ``numpy.random`` (``seed_from_numpy``).
     """
 
-    def _init_targets(self, generator, device_targets):
+    def _init_targets(self, generator, device_targets, seed_from_numpy):
         """Call at the end of ``__init__``, with the generator built from its arguments."""
         self._device_targets = bool(device_targets)
+        self._seed_from_numpy = bool(seed_from_numpy)
         self._generator = generator
         # one cached graph instead of ~100 eager operator calls an image (2.5 ms
         # against 6.9 ms for the tiny recipe's images); shapes may change per call
@@ -56,11 +58,14 @@ class _RPNTargets(object):
 
     def _one_image_targets(self, gt_boxes, anchors, width, height):
         """GluonCV's call: gt_boxes (M, 4), anchors (N, 4) -> NumPy (N,), (N, 4), (N, 4)."""
-        self._seed_worker()
         im_hw = mx.nd.array([[height, width]], ctx=anchors.context)
         if gt_boxes.size == 0:      # MXNet cannot expand an empty array: (0, 4) -> (1, 0, 4)
             gt_boxes = mx.nd.full((1, 4), -1, ctx=anchors.context)
-        with _GENERATOR_LOCK:
+        with _GENERATOR_LOCK:       # a seed and the draws it governs, from one thread
+            if self._seed_from_numpy:
+                mx.random.seed(int(np.random.randint(2 ** 31 - 1)))
+            else:
+                self._seed_worker()
             cls_target, box_target, box_mask = self._generator(
                 gt_boxes.expand_dims(axis=0), anchors, im_hw)
         return cls_target[0].asnumpy(), box_target[0].asnumpy(), box_mask[0].asnumpy()
@@ -89,11 +94,16 @@ class FasterRCNNTrainTransform(_RPNTargets, FasterRCNNDefaultTrainTransform):
     each worker reseeds ``mx.random`` once, from a seed drawn from NumPy when
     the transform was built and the worker's number, so workers draw different
     samples (GluonCV's NumPy draws repeat across forked workers). Which worker
-    makes which image varies between runs, so with workers the samples are not
-    reproducible; in the training process (``num_workers=0``) they follow
+    makes which image varies between runs, so by default samples made in
+    workers are not reproducible; in the training process (``num_workers=0``) they follow
     ``mx.random.seed``, and with ``device_targets`` they are made in the
     training loop. In worker threads (``thread_pool=True``) the generator's
-    calls take turns, Gluon's hybridized blocks not being thread-safe.
+    calls take turns, Gluon's hybridized blocks not being thread-safe. With
+    ``seed_from_numpy=True`` each image's draws are seeded from
+    ``numpy.random`` instead, which then must differ from image to image in
+    every worker (seeded per image by the dataset, as the recipes'
+    ``SeededDraws`` does; GluonCV's flip draws from it too): samples made in
+    workers then follow those seeds, whichever worker makes them.
 
     With ``device_targets=True`` the transform returns ``(img, bbox)`` only and
     the targets are made on the training device by
@@ -133,12 +143,16 @@ class FasterRCNNTrainTransform(_RPNTargets, FasterRCNNDefaultTrainTransform):
         The RPN sampler; ``None`` builds the default one from the arguments above.
     device_targets : bool, default False
         Return ``(img, bbox)`` only; make targets on the device instead.
+    seed_from_numpy : bool, default False
+        Seed ``mx.random`` of the process making the targets before each
+        image's draws, from ``numpy.random``.
     """
 
     def __init__(self, short=600, max_size=1000, net=None, mean=(0.485, 0.456, 0.406),
                  std=(0.229, 0.224, 0.225), box_norm=(1., 1., 1., 1.), num_sample=256,
                  pos_iou_thresh=0.7, neg_iou_thresh=0.3, pos_ratio=0.5, flip_p=0.5, ashape=128,
-                 multi_stage=False, allowed_border=0, sampler=None, device_targets=False):
+                 multi_stage=False, allowed_border=0, sampler=None, device_targets=False,
+                 seed_from_numpy=False):
         # the generator builds the default sampler and rejects any other kind
         generator = RPNTargetGenerator(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio,
                                        stds=box_norm, allowed_border=allowed_border,
@@ -147,7 +161,7 @@ class FasterRCNNTrainTransform(_RPNTargets, FasterRCNNDefaultTrainTransform):
         super(FasterRCNNTrainTransform, self).__init__(
             short, max_size, None if device_targets else net, mean, std, box_norm, num_sample,
             pos_iou_thresh, neg_iou_thresh, pos_ratio, flip_p, ashape, multi_stage)
-        self._init_targets(generator, device_targets)
+        self._init_targets(generator, device_targets, seed_from_numpy)
 
 
 class MaskRCNNTrainTransform(_RPNTargets, MaskRCNNDefaultTrainTransform):
@@ -160,7 +174,8 @@ class MaskRCNNTrainTransform(_RPNTargets, MaskRCNNDefaultTrainTransform):
     ``MaskRCNNTrainBatchify``. The RPN targets are made as
     :class:`FasterRCNNTrainTransform` makes them (gluonmine's
     :class:`~gluonmine.rpn.RPNTargetGenerator` with ``sampler``; different
-    draws in each DataLoader worker; calls taking turns between threads).
+    draws in each DataLoader worker, or seeded from ``numpy.random`` for each
+    image with ``seed_from_numpy``; calls taking turns between threads).
     Mask R-CNN's RCNN stage is Faster R-CNN's: ``net.sampler =
     rcnn_sampler_for(net)`` (or :func:`~gluonmine.rcnn.install_samplers`,
     which returns this transform for a Mask R-CNN).
@@ -201,16 +216,20 @@ class MaskRCNNTrainTransform(_RPNTargets, MaskRCNNDefaultTrainTransform):
         The RPN sampler; ``None`` builds the default one from the arguments above.
     device_targets : bool, default False
         Return ``(img, bbox, masks)`` only; make targets on the device instead.
+    seed_from_numpy : bool, default False
+        Seed ``mx.random`` of the process making the targets before each
+        image's draws, from ``numpy.random``.
     """
 
     def __init__(self, short=600, max_size=1000, net=None, mean=(0.485, 0.456, 0.406),
                  std=(0.229, 0.224, 0.225), box_norm=(1., 1., 1., 1.), num_sample=256,
                  pos_iou_thresh=0.7, neg_iou_thresh=0.3, pos_ratio=0.5, ashape=128,
-                 multi_stage=False, allowed_border=0, sampler=None, device_targets=False):
+                 multi_stage=False, allowed_border=0, sampler=None, device_targets=False,
+                 seed_from_numpy=False):
         generator = RPNTargetGenerator(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio,
                                        stds=box_norm, allowed_border=allowed_border,
                                        sampler=sampler)
         super(MaskRCNNTrainTransform, self).__init__(
             short, max_size, None if device_targets else net, mean, std, box_norm, num_sample,
             pos_iou_thresh, neg_iou_thresh, pos_ratio, ashape, multi_stage)
-        self._init_targets(generator, device_targets)
+        self._init_targets(generator, device_targets, seed_from_numpy)

@@ -90,6 +90,38 @@ def test_dataloader_workers_draw_different_samples(net):
     assert len(set(targets)) == len(targets) == 8
 
 
+def test_seed_from_numpy_makes_each_images_draws_follow_numpy(net):
+    transform = FasterRCNNTrainTransform(short=128, max_size=224, net=net, flip_p=0.,
+                                         seed_from_numpy=True)
+    targets = []
+    for seed in (4, 4, 5):
+        np.random.seed(seed)
+        mx.random.seed(len(targets))            # the process's own stream does not matter
+        targets.append(transform(IMAGE, LABEL)[2][0])
+    assert_array_equal(targets[0], targets[1])
+    assert not np.array_equal(targets[0], targets[2])
+
+
+class _SeededImage(_SameImage):
+    """The same image, with numpy.random seeded by the index (as recipes' SeededDraws)."""
+
+    def __getitem__(self, idx):
+        np.random.seed(idx)
+        return IMAGE, LABEL
+
+
+def test_seed_from_numpy_reproduces_samples_made_in_workers(net):
+    transform = FasterRCNNTrainTransform(short=128, max_size=224, net=net, flip_p=0.,
+                                         seed_from_numpy=True)
+    runs = []
+    for _ in range(2):
+        loader = mx.gluon.data.DataLoader(_SeededImage().transform(transform), batch_size=1,
+                                          num_workers=2, batchify_fn=FasterRCNNTrainBatchify(net))
+        runs.append([batch[2][0].asnumpy().tobytes() for batch in loader])
+    # whichever worker makes an image, its draws follow its seed: 8 distinct, twice the same
+    assert runs[0] == runs[1] and len(set(runs[0])) == 8
+
+
 def test_dataloader_threads_share_one_transform(net):
     # DataLoader(thread_pool=True) calls one transform from several threads; Gluon's
     # first-call graph build is not thread-safe and failed before the calls took turns
