@@ -117,9 +117,13 @@ def build_sampler(args, net):
             net.short, net.max_size, net, num_sample=RPN_NUM_SAMPLE, ashape=net.ashape,
             multi_stage=net.num_stages > 1))
         return Samplers(transform, None)
+    # in DataLoader workers each image's anchor draws are seeded from its draw's NumPy
+    # state (loaders.SeededDraws), so that they do not depend on which worker makes it; in
+    # the training process they follow the run's mx.random stream
     transform = FasterRCNNTrainTransform(
         net.short, net.max_size, net, num_sample=RPN_NUM_SAMPLE, ashape=net.ashape,
-        multi_stage=net.num_stages > 1, device_targets=args.device_targets)
+        multi_stage=net.num_stages > 1, device_targets=args.device_targets,
+        seed_from_numpy=args.num_workers > 0)
     # the transform's generator is hybridized already
     return Samplers(transform, transform.target_generator if args.device_targets else None)
 

@@ -54,6 +54,18 @@ def test_same_seed_reproduces_sampler_statistics(voc_root, tmp_path):
     assert first['loss_curve'] != other['loss_curve']
 
 
+def test_transform_targets_reproduce_with_dataloader_workers(voc_root, tmp_path):
+    # the transform's anchor draws in worker processes are seeded per draw, so they do not
+    # depend on which worker makes which image
+    flags = ('--num-workers', '2', '--seed', '1')
+    first = run(voc_root, tmp_path / 'a', *flags)
+    second = run(voc_root, tmp_path / 'b', *flags)
+    assert first['loss_curve'] == second['loss_curve']
+    assert first['final']['sampler'] == second['final']['sampler']
+    other = run(voc_root, tmp_path / 'c', '--num-workers', '2', '--seed', '2')
+    assert other['loss_curve']['rpn_cls'] != first['loss_curve']['rpn_cls']
+
+
 def test_device_targets_reproduce_with_dataloader_workers(voc_root, tmp_path):
     flags = ('--device-targets', '--num-workers', '2', '--seed', '1')
     first = run(voc_root, tmp_path / 'a', *flags)
