@@ -50,6 +50,7 @@ GPU_KERNELS = {
     '_greater_equal_scalar': 'tensor/elemwise_binary_scalar_op_logic.cu',
     '_greater_scalar': 'tensor/elemwise_binary_scalar_op_logic.cu',
     '_lesser_scalar': 'tensor/elemwise_binary_scalar_op_logic.cu',
+    '_linalg_gemm2': 'tensor/la_op.cu',
     '_maximum_scalar': 'tensor/elemwise_binary_scalar_op_extended.cu',
     '_minimum_scalar': 'tensor/elemwise_binary_scalar_op_extended.cu',
     '_minus_scalar': 'tensor/elemwise_binary_scalar_op_basic.cu',
