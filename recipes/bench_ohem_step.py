@@ -56,7 +56,7 @@ def detection_batch(seed=0):
 
 
 def gluoncv_losses(outputs, rpn_targets):
-    """The four losses of GluonCV's train_faster_rcnn.py, each (B,), as the recipe computes them."""
+    """GluonCV train_faster_rcnn.py's four losses, as the recipe computes them: each (B,)."""
     losses = faster_rcnn_losses(outputs, rpn_targets)
     return [losses[name] for name in ('rpn_cls', 'rpn_box', 'rcnn_cls', 'rcnn_box')]
 
@@ -123,7 +123,8 @@ def multibox_batch(contexts, images=32, anchors=8732, classes=21, seed=0):
     per = images // len(contexts)
     parts = []
     for ctx in contexts:
-        target = np.where(rng.rand(per, anchors) < 0.01, rng.randint(1, classes, (per, anchors)), 0)
+        target = np.where(rng.rand(per, anchors) < 0.01,
+                          rng.randint(1, classes, (per, anchors)), 0)
         arrays = [rng.randn(per, anchors, classes), rng.randn(per, anchors, 4), target,
                   rng.randn(per, anchors, 4)]
         parts.append([mx.nd.array(x, ctx=ctx) for x in arrays])

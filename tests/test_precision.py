@@ -134,8 +134,9 @@ class _HalfPrecisionParent(Parent):
 
 @pytest.mark.parametrize('name', sorted(BLOCKS))
 def test_a_child_block_computes_float16_symbols_in_float32(name):
-    # in float16 the anchor and RoI indices above 2048 are not exact: the child casts its Symbols to float32 first, and
-    # returns what it returns alone for the same (float16-rounded) values
+    # in float16 the anchor and RoI indices above 2048 are not exact: the child casts its
+    # Symbols to float32 first, and returns what it returns alone for the same
+    # (float16-rounded) values
     halved = [np.asarray(x).astype('float16').astype('float32') for x in BLOCKS[name][1]]
     want = outputs(build(name, True), [nd.array(x) for x in halved])
     parent = _HalfPrecisionParent(BLOCKS[name][0]())

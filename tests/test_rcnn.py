@@ -194,7 +194,8 @@ def test_device_targets_on_a_feature_pyramid_net():
     assert isinstance(levels, list) and len(levels) == 5
     mx.random.seed(1)
     cls_target, box_target, _ = generator(GT_BOXES, levels, IM_HW)
-    assert cls_target.shape == rpn_score.shape[:2] and box_target.shape == rpn_score.shape[:2] + (4,)
+    assert cls_target.shape == rpn_score.shape[:2]
+    assert box_target.shape == rpn_score.shape[:2] + (4,)
     mx.random.seed(1)
     joined = generator(GT_BOXES, nd.concat(*levels, dim=1), IM_HW)
     assert_array_equal(cls_target.asnumpy(), joined[0].asnumpy())

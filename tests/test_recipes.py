@@ -75,8 +75,8 @@ def test_device_targets_reproduce_with_dataloader_workers(voc_root, tmp_path):
 
 
 def test_gluoncv_samplers_run_through_the_same_recipe(voc_root, tmp_path):
-    metrics = run(voc_root, tmp_path / 'g', '--rpn-sampler', 'gluoncv', '--rcnn-sampler', 'gluoncv',
-                  '--max-iters', '1')
+    metrics = run(voc_root, tmp_path / 'g', '--rpn-sampler', 'gluoncv',
+                  '--rcnn-sampler', 'gluoncv', '--max-iters', '1')
     assert metrics['final']['iterations'] == 1
     assert all(np.isfinite(v).all() for v in metrics['loss_curve'].values())
 

@@ -287,7 +287,8 @@ def test_generator_takes_anchors_one_array_a_level(layout):
     generator.hybridize()
     mx.random.seed(3)
     want = [o.asnumpy() for o in generator(nd.array(gt), nd.array(anchors), nd.array(IM_HW))]
-    block = generator if layout != 'child block' else _LevelsParent(RPNTargetGenerator(num_sample=32))
+    block = (generator if layout != 'child block'
+             else _LevelsParent(RPNTargetGenerator(num_sample=32)))
     block.hybridize()
     mx.random.seed(3)
     if layout == 'child block':

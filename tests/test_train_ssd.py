@@ -30,7 +30,8 @@ def test_tiny_run_writes_params_metrics_and_plot(voc_root, tmp_path):
     # 2 iterations, one finite value per loss and iteration
     written = assert_run_outputs(tmp_path / 'run', run(voc_root, tmp_path / 'run'), LOSSES, 2)
     final = written['final']
-    assert written['recipe'] == 'train_ssd' and written['args']['miner'] == 'gluonmine-hard-negative'
+    assert written['recipe'] == 'train_ssd'
+    assert written['args']['miner'] == 'gluonmine-hard-negative'
     assert final['params'].endswith('run.params')
     anchors, mining = final['sampler']['anchors'], final['sampler']['mining']
     assert set(anchors) == {'images', 'positives_per_image', 'negatives_per_image', 'fill_rate',
