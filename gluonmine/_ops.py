@@ -103,8 +103,8 @@ def row_any(F, mask):
 
     mask: (B, N, M) in {0, 1} -> (B, N) in {0, 1}. A matrix product with a
     ones vector (exact for M < 2**24), the fastest reduction over a short last
-    axis that MXNet offers on CPU and GPU. ``linalg.gemm2`` and not
-    ``FullyConnected`` (1-4% faster): mixed precision (``amp.init()``, as
+    axis that MXNet offers on CPU and GPU. ``linalg.gemm2``, although
+    ``FullyConnected`` is 1-4% faster: mixed precision (``amp.init()``, as
     GluonCV's ``--amp`` scripts call it) casts ``FullyConnected`` to float16,
     which MXNet's CPU cannot run, and data transforms run on CPU.
     """
