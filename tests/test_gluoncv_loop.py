@@ -1,4 +1,4 @@
-"""gluonmine's samplers inside GluonCV 0.10's own Faster R-CNN and Mask R-CNN training loops.
+"""gluonmine inside GluonCV 0.10's own Faster R-CNN, Mask R-CNN and SSD training loops.
 
 The loop of GluonCV's ``scripts/detection/faster_rcnn/train_faster_rcnn.py``,
 built from the pieces it imports from the installed GluonCV (its batchify,
@@ -6,22 +6,27 @@ bucket sampler, ``ForwardBackwardTask``, losses and metrics), with the two
 swaps README gives: gluonmine's transform class where the script passes
 ``FasterRCNNDefaultTrainTransform`` (called as the script calls it) and
 gluonmine's RCNN sampler in ``net.sampler``. C4 and FPN nets. Then the same
-for Mask R-CNN (its ``ForwardBackwardTask``, batchify and transform).
+for Mask R-CNN (its ``ForwardBackwardTask``, batchify and transform). Last,
+the loop of ``scripts/detection/ssd/train_ssd.py`` with gluonmine's
+``SSDMultiBoxLoss`` where the script builds GluonCV's.
 """
 import collections
 
 import mxnet as mx
 import numpy as np
 import pytest
-from gluoncv.data.batchify import FasterRCNNTrainBatchify, MaskRCNNTrainBatchify
+from gluoncv.data.batchify import FasterRCNNTrainBatchify, MaskRCNNTrainBatchify, Stack, Tuple
 from gluoncv.data.sampler import SplitSortedBucketSampler
+from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform
+from gluoncv.loss import SSDMultiBoxLoss as GluonCVSSDMultiBoxLoss
 from gluoncv.model_zoo.rcnn.faster_rcnn.data_parallel import ForwardBackwardTask
 from gluoncv.utils.metrics.rcnn import (RCNNAccMetric, RCNNL1LossMetric, RPNAccMetric,
                                         RPNL1LossMetric)
-from mxnet import gluon
+from mxnet import autograd, gluon
 
 from gluonmine.data import SyntheticVOCDetection
-from gluonmine.models import tiny_faster_rcnn, tiny_mask_rcnn
+from gluonmine.losses import SSDMultiBoxLoss
+from gluonmine.models import tiny_faster_rcnn, tiny_mask_rcnn, tiny_ssd
 from gluonmine.rcnn import rcnn_sampler_for
 from gluonmine.rcnn_target import RCNNTargetSampler
 from gluonmine.rpn import RPNTargetGenerator
@@ -169,3 +174,49 @@ def test_two_iterations_of_gluoncvs_mask_rcnn_loop(voc_root, monkeypatch):
     assert iterations == 2 and isinstance(net.sampler, RCNNTargetSampler)
     assert calls[RPNTargetGenerator] == 4 and calls[RCNNTargetSampler] >= 1
     assert np.abs(net.mask.mask.weight.data().asnumpy()).sum() > 0
+
+
+def ssd_loader(net, dataset, size):
+    """The SSD script's ``get_dataloader``: targets made per image by GluonCV's transform,
+    from the anchors of one training-mode forward."""
+    with autograd.train_mode():
+        _, _, anchors = net(mx.nd.zeros((1, 3, size, size)))
+    transform = SSDDefaultTrainTransform(size, size, anchors.as_in_context(mx.cpu()))
+    return mx.gluon.data.DataLoader(dataset.transform(transform), BATCH, shuffle=True,
+                                    batchify_fn=Tuple(Stack(), Stack(), Stack()),
+                                    last_batch='rollover')
+
+
+def test_two_iterations_of_gluoncvs_ssd_loop(voc_root):
+    classes, dataset = four_images(voc_root)
+    net = tiny_ssd(classes)
+    net.initialize()
+    loader = ssd_loader(net, dataset, 128)
+    net.hybridize(static_alloc=True, static_shape=True)
+    trainer = gluon.Trainer(net.collect_params(), 'sgd',
+                            {'learning_rate': 0.001, 'wd': 5e-4, 'momentum': 0.9})
+    mbox_loss = SSDMultiBoxLoss()                       # the swap
+    reference = GluonCVSSDMultiBoxLoss()
+    metrics = [mx.metric.Loss('CrossEntropy'), mx.metric.Loss('SmoothL1')]
+    weight = net.class_predictors[0].predictor.weight
+    before = weight.data().asnumpy()
+    iterations = 0
+    for batch in loader:
+        data, cls_targets, box_targets = [
+            gluon.utils.split_and_load(part, ctx_list=[mx.cpu()], batch_axis=0)
+            for part in batch]
+        with autograd.record():
+            cls_preds, box_preds = zip(*[net(x)[:2] for x in data])
+            sum_loss, cls_loss, box_loss = mbox_loss(cls_preds, box_preds, cls_targets,
+                                                     box_targets)
+            autograd.backward(sum_loss)
+        expected = reference(cls_preds, box_preds, cls_targets, box_targets)
+        for ours, theirs in zip((sum_loss, cls_loss, box_loss), expected):
+            np.testing.assert_allclose(ours[0].asnumpy(), theirs[0].asnumpy(), rtol=1e-5)
+        trainer.step(1)
+        for metric, losses in zip(metrics, (cls_loss, box_loss)):
+            metric.update(0, [loss * batch[0].shape[0] for loss in losses])
+        iterations += 1
+    assert iterations == 2
+    assert all(np.isfinite(metric.get()[1]) and metric.get()[1] > 0 for metric in metrics)
+    assert not np.array_equal(weight.data().asnumpy(), before)
