@@ -20,6 +20,7 @@ file with ``mx.gluon.SymbolBlock.imports``, feeds the saved inputs (after the
 same seed) and compares the outputs with the saved ones.
 """
 import argparse
+import collections
 import json
 import os
 import sys
@@ -28,6 +29,7 @@ import warnings
 import mxnet as mx
 import numpy as np
 
+import checkpoint
 from entry import run_script
 
 FORMAT_VERSION = 1
@@ -138,10 +140,8 @@ def load_detector(path, seed):
                          .format(prefix))
     net, shape = build_detector(detector, metrics['classes'], seed,
                                 argparse.Namespace(**metrics['args']))
-    if detector == 'faster_rcnn':
-        net.target_generator    # pylint: disable=pointless-statement
-        # made on first use in training, saved with the params: make it so they load
-    net.load_parameters(path, ctx=mx.cpu())
+    # a missing weight still fails; saved training-only constants are skipped
+    checkpoint.load_parameters(net, path, mx.cpu())
     return detector, net, shape
 
 
@@ -163,16 +163,26 @@ def build_detector(detector, classes, seed, args=None):
 
 
 def detector_examples(args):
-    """{name: (net, [('image', input)], False)} for --params and --fresh."""
+    """[(name, net, [('image', input)], False, source)] for --params, then --fresh.
+
+    A detector is named ``faster_rcnn`` or ``ssd``; when several of a kind are
+    exported, ``faster_rcnn-1``, ``faster_rcnn-2``, ... in the order given.
+    ``source`` is the params file, or ``'fresh'``.
+    """
     # pylint: disable=import-outside-toplevel
     from gluonmine.data import CLASSES
-    nets = [load_detector(path, args.seed) for path in args.params]
-    given = [detector for detector, _, _ in nets]
-    nets += [(detector,) + build_detector(detector, list(CLASSES), args.seed)
-             for detector in args.fresh if detector not in given]
+    nets = [load_detector(path, args.seed) + (path,) for path in args.params]
+    nets += [(detector,) + build_detector(detector, list(CLASSES), args.seed) + ('fresh',)
+             for detector in args.fresh]
+    kinds = collections.Counter(detector for detector, _, _, _ in nets)
+    numbers = collections.Counter()
     rng = np.random.default_rng(args.seed)
-    return {detector: (net, [('image', example_image(rng, shape))], False)
-            for detector, net, shape in nets}
+    examples = []
+    for detector, net, shape, source in nets:
+        numbers[detector] += 1
+        name = detector if kinds[detector] == 1 else '{}-{}'.format(detector, numbers[detector])
+        examples.append((name, net, [('image', example_image(rng, shape))], False, source))
+    return examples
 
 
 def example_image(rng, shape):
@@ -184,15 +194,14 @@ def example_image(rng, shape):
     return pixels.transpose(2, 0, 1)[np.newaxis].astype('float32')
 
 
-def export_block(name, block, inputs, random, seed, output):
-    """Hybridize, run and export one block; save its check data; its manifest entry."""
+def export_block(name, block, inputs, random, seed, output, source=None):
+    """Hybridize, run and export one block; save its check data; its manifest entry
+    (``source``: a detector's params file or ``'fresh'``; None for gluonmine's blocks)."""
     # pylint: disable=import-outside-toplevel
     from mxnet import autograd
     block.hybridize()
     mx.random.seed(seed)
-    with autograd.predict_mode(), warnings.catch_warnings():
-        # prediction does not read a Faster R-CNN's training-only box encoder constants
-        warnings.filterwarnings('ignore', 'Parameter .* is not used by any computation')
+    with autograd.predict_mode():
         outputs = block(*[mx.nd.array(x) for _, x in inputs])
     outputs = [o.asnumpy() for o in (outputs if isinstance(outputs, (list, tuple))
                                      else [outputs])]
@@ -212,7 +221,7 @@ def export_block(name, block, inputs, random, seed, output):
                         'dtype': str(x.dtype)}
                        for mx_name, (argument, x) in zip(names, inputs)],
             'outputs': [{'shape': list(y.shape), 'dtype': str(y.dtype)} for y in outputs],
-            'random': random, 'check': name + '-check.npz'}
+            'random': random, 'check': name + '-check.npz', 'source': source}
 
 
 def export_all(args):
@@ -220,15 +229,15 @@ def export_all(args):
     os.makedirs(args.output, exist_ok=True)
     rng = np.random.default_rng(args.seed)
     examples = selection_examples(rng)
-    blocks = [(name, make(), inputs, random) for name, (make, inputs, random)
+    blocks = [(name, make(), inputs, random, None) for name, (make, inputs, random)
               in examples.items()]
     for block in blocks:
         block[1].initialize()
-    blocks += [(name, net, inputs, random) for name, (net, inputs, random)
-               in detector_examples(args).items()]
+    blocks += detector_examples(args)
     manifest = {'format': FORMAT_VERSION, 'mxnet': mx.__version__, 'seed': args.seed,
-                'blocks': [export_block(name, block, inputs, random, args.seed, args.output)
-                           for name, block, inputs, random in blocks]}
+                'blocks': [export_block(name, block, inputs, random, args.seed, args.output,
+                                        source)
+                           for name, block, inputs, random, source in blocks]}
     with open(os.path.join(args.output, 'manifest.json'), 'w') as f:
         json.dump(manifest, f, indent=1)
     return manifest
@@ -287,7 +296,10 @@ def main(argv=None):
         return None
     manifest = export_all(args)
     for entry in manifest['blocks']:
-        print('{:24s} -> {}'.format(entry['name'], os.path.join(args.output, entry['symbol'])))
+        print('{:24s} -> {}{}'.format(
+            entry['name'], os.path.join(args.output, entry['symbol']),
+            {None: '', 'fresh': '  (fresh weights)'}.get(entry['source'],
+                                                         '  (from {})'.format(entry['source']))))
     return manifest
 
 

@@ -31,15 +31,20 @@ def check_in_fresh_process(folder):
 
 @pytest.fixture(scope='module')
 def exported(tmp_path_factory, voc_root):
-    """Both recipes' tiny detectors trained for one iteration, exported with every block."""
+    """The recipes' tiny detectors trained for one iteration (SSD; Faster R-CNN with random
+    and with OHEM RCNN sampling), exported with every block."""
     root = tmp_path_factory.mktemp('export')
     tiny = ['--dataset-root', voc_root, '--num-train-images', '4', '--num-val-images', '1',
             '--batch-size', '2', '--max-iters', '1', '--epochs', '1']
     train_ssd.main(tiny + ['--save-prefix', str(root / 'ssd')])
     train_faster_rcnn.main(tiny + ['--save-prefix', str(root / 'frcnn')])
+    # OHEM never runs GluonCV's RCNN target generator: its params lack that one's constants
+    train_faster_rcnn.main(tiny + ['--save-prefix', str(root / 'frcnn_ohem'),
+                                   '--rcnn-sampler', 'ohem'])
     folder = root / 'out'
-    manifest = export.main(['--params', str(root / 'ssd.params'), str(root / 'frcnn.params'),
-                            '--output', str(folder), '--seed', '3'])
+    manifest = export.main(['--params'] + [str(root / (run + '.params'))
+                                           for run in ('ssd', 'frcnn', 'frcnn_ohem')]
+                           + ['--output', str(folder), '--seed', '3'])
     return folder, manifest
 
 
@@ -48,7 +53,12 @@ def test_manifest_lists_every_block_with_mxnet_input_names(exported):
     with open(str(folder / 'manifest.json')) as f:
         assert json.load(f) == manifest
     entries = {e['name']: e for e in manifest['blocks']}
-    assert set(entries) == SELECTION_BLOCKS | {'ssd', 'faster_rcnn'}
+    # two of a kind are numbered in the order given, each with its params file
+    assert set(entries) == SELECTION_BLOCKS | {'ssd', 'faster_rcnn-1', 'faster_rcnn-2'}
+    assert [os.path.basename(entries[name]['source'])
+            for name in ('ssd', 'faster_rcnn-1', 'faster_rcnn-2')] == [
+                'ssd.params', 'frcnn.params', 'frcnn_ohem.params']
+    assert all(entries[name]['source'] is None for name in SELECTION_BLOCKS)
     assert {name for name, e in entries.items() if e['random']} == RANDOM_BLOCKS
     # MXNet names one input 'data', several 'data0', 'data1', ...; the argument names follow
     assert [x['name'] for x in entries['ohem_sampler']['inputs']] == ['data0', 'data1', 'data2']
@@ -65,7 +75,8 @@ def test_manifest_lists_every_block_with_mxnet_input_names(exported):
         assert 'Custom' not in ops                                  # no Python operator inside
 
 
-@pytest.mark.parametrize('detector, trained', [('ssd', 'ssd'), ('faster_rcnn', 'frcnn')])
+@pytest.mark.parametrize('detector, trained', [
+    ('ssd', 'ssd'), ('faster_rcnn-1', 'frcnn'), ('faster_rcnn-2', 'frcnn_ohem')])
 def test_exported_detectors_hold_the_trained_parameters(exported, detector, trained):
     import mxnet as mx
     folder, _ = exported
@@ -82,7 +93,8 @@ def test_exported_detectors_hold_the_trained_parameters(exported, detector, trai
 
 def test_fresh_detectors_export_and_reload(tmp_path):
     manifest = export.main(['--fresh', 'ssd', 'faster_rcnn', '--output', str(tmp_path)])
-    assert [e['name'] for e in manifest['blocks']][-2:] == ['ssd', 'faster_rcnn']
+    assert [(e['name'], e['source']) for e in manifest['blocks']][-2:] == [
+        ('ssd', 'fresh'), ('faster_rcnn', 'fresh')]
     code, out = check_in_fresh_process(tmp_path)
     assert code == 0, out
 
