@@ -5,6 +5,7 @@ differ (output prefix, epochs, learning rate, batch size), and checks what
 argparse cannot with :func:`check_common_args`.
 """
 import argparse
+import os
 
 from gluonmine.data import check_class_names
 
@@ -59,7 +60,7 @@ def add_common_args(parser, save_prefix, epochs, lr, batch_size):
              "'dist_sync' or 'dist_device_sync' for data-parallel training over MXNet's "
              'parameter server, in processes started with its DMLC_* variables '
              '(default: %(default)s)')
-    add('--save-prefix', default=save_prefix,
+    add('--save-prefix', default=save_prefix, type=RUN,
         help='outputs go to PREFIX.params, .ckpt, .json, .png and .log; with several workers '
              'PREFIX-workerR.* (default: %(default)s)')
     add('--log-interval', type=int, default=50,
@@ -109,3 +110,15 @@ def voc_split(text):
         raise argparse.ArgumentTypeError('{!r} is not YEAR:NAME, e.g. 2007:trainval'
                                          .format(text))
     return int(year), name
+
+
+def prefix_of(*extensions):
+    """An argparse ``type`` for a PREFIX the program adds extensions to: a path ending in one
+    of ``extensions`` stands for its prefix (``runs/ssd.params`` -> ``runs/ssd``)."""
+    def prefix(text):
+        root, extension = os.path.splitext(text)
+        return root if extension in extensions else text
+    return prefix
+
+
+RUN = prefix_of('.params', '.json')      # a training run: PREFIX.params beside PREFIX.json

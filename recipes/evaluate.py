@@ -34,7 +34,8 @@ RECIPES = {'train_faster_rcnn': train_faster_rcnn, 'train_ssd': train_ssd}
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     add = parser.add_argument
-    add('prefix', help="a training run's --save-prefix (PREFIX.json and PREFIX.params)")
+    add('prefix', type=arguments.RUN,
+        help="a training run's --save-prefix (PREFIX.json and PREFIX.params), or either file")
     add('--dataset', choices=loaders.DATASETS, default=None,
         help="evaluate on this dataset's validation split (default: the run's)")
     add('--dataset-root', default=None, help="where it is (default: the run's)")
@@ -47,7 +48,7 @@ def parse_args(argv=None):
         help='GPU ids, one image each at a time (default: none, the CPU)')
     add('--num-workers', type=int, default=0,
         help='DataLoader worker processes (default: %(default)s)')
-    add('--output', default=None,
+    add('--output', default=None, type=arguments.prefix_of('.json', '.png', '.log'),
         help='write OUTPUT.json, OUTPUT.png and OUTPUT.log (default: PREFIX-eval)')
     args = parser.parse_args(argv)
     if args.num_val_images not in (None, 'all') and not (

@@ -35,6 +35,7 @@ from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultValTransform
 from gluoncv.model_zoo.rcnn.rpn.rpn_target import RPNTargetGenerator as GluonCVRPNTargets
 from mxnet import autograd
 
+import arguments
 import checkpoint
 import entry
 import loaders
@@ -56,7 +57,7 @@ MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     add = parser.add_argument
-    add('--run', default=None,
+    add('--run', default=None, type=arguments.RUN,
         help="a train_faster_rcnn.py or train_ssd.py run's --save-prefix: its network and "
              'weights (default: an untrained tiny network)')
     add('--recipe', choices=('faster_rcnn', 'ssd'), default='faster_rcnn',
@@ -68,7 +69,7 @@ def parse_args(argv=None):
     add('--images', type=int, nargs='+', default=[0, 1, 2],
         help='indices of training images (default: %(default)s)')
     add('--seed', type=int, default=0, help='seed of the random samplers (default: %(default)s)')
-    add('--output', default=None,
+    add('--output', default=None, type=arguments.prefix_of('.png', '.json'),
         help='write OUTPUT.png and OUTPUT.json (default: PREFIX-samples or runs/samples)')
     return parser.parse_args(argv)
 

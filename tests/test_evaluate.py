@@ -53,6 +53,11 @@ def test_other_images_and_bad_runs(voc_root, tmp_path):
     train('faster_rcnn', voc_root, prefix)
     assert evaluate.main([prefix, '--num-val-images', 'all', '--output',
                           str(tmp_path / 'all')])['images'] == 100
+    # a run's params or metrics file stands for its prefix; an output's file for its own
+    assert evaluate.parse_args([prefix + '.params', '--output', 'out.png']).prefix == prefix
+    evaluate.main([prefix + '.json', '--output', str(tmp_path / 'named.json')])
+    assert sorted(glob.glob(str(tmp_path / 'named*'))) == [
+        str(tmp_path / name) for name in ('named.json', 'named.log', 'named.png')]
     with pytest.raises(SystemExit):
         evaluate.parse_args([prefix, '--num-val-images', '0'])
     with pytest.raises(SystemExit, match='no training run'):

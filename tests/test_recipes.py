@@ -125,6 +125,13 @@ def test_flags_have_real_defaults():
         train_faster_rcnn.parse_args(['--batch-size', '0'])
 
 
+@pytest.mark.parametrize('given, prefix', [('runs/a.params', 'runs/a'), ('runs/a.json', 'runs/a'),
+                                           ('runs/a', 'runs/a'), ('runs/a.b', 'runs/a.b')])
+def test_save_prefix_given_as_a_file_of_the_run_is_its_prefix(given, prefix):
+    # before: --save-prefix runs/a.params wrote runs/a.params.params
+    assert train_faster_rcnn.parse_args(['--save-prefix', given]).save_prefix == prefix
+
+
 @pytest.mark.parametrize('flags', [['--lr', '0'], ['--lr', '-0.02'], ['--momentum', '1.5'],
                                    ['--momentum', '-0.1'], ['--wd=-1e-4']])
 def test_optimizer_settings_that_cannot_train_are_refused(flags, capsys):

@@ -47,6 +47,9 @@ def test_a_trained_run_and_bad_arguments(voc_root, tmp_path):
     report = show_samples.main(['--run', prefix, '--images', '5'])
     assert report['run'] == prefix and list(report['images']) == [5]
     assert os.path.getsize(prefix + '-samples.png') > 0
+    # the run's params file for the run, the figure's file name for the output prefix
+    args = show_samples.parse_args(['--run', prefix + '.params', '--output', 'look.png'])
+    assert (args.run, args.output) == (prefix, 'look')
     with pytest.raises(SystemExit, match='no training run there'):
         show_samples.main(['--run', str(tmp_path / 'missing')])
     with pytest.raises(SystemExit, match='the training set has images 0 to 299'):
