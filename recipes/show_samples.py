@@ -152,13 +152,17 @@ def rcnn_selection(model, image, label, seed):
     """The RoIs (K, 4) and samples (K,) a model trains on for one image, and the anchors.
 
     image: (3, H, W) normalised, label (M, 6) at that size. Returns NumPy
-    boxes and samples (+1/-1/0), and the anchors (1, N, 4) NDArray.
+    boxes and samples (+1/-1/0), and the anchors (1, N, 4) NDArray (an FPN's
+    levels, (1, N_l, 4) each, joined in level order as GluonCV's transform does).
     """
     mx.random.seed(seed)
     with autograd.train_mode():
         outputs = model(image.expand_dims(0), label[:, :4].expand_dims(0),
                         label[:, 4:5].expand_dims(0))
-    return outputs[2][0].asnumpy(), outputs[3][0].asnumpy(), outputs[7]
+    anchors = outputs[7]
+    if isinstance(anchors, (list, tuple)):
+        anchors = mx.nd.concat(*anchors, dim=1)
+    return outputs[2][0].asnumpy(), outputs[3][0].asnumpy(), anchors
 
 
 def rpn_selections(image, label, anchors, seed):

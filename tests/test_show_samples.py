@@ -3,7 +3,13 @@ import json
 import os
 import sys
 
+import mxnet as mx
 import pytest
+from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultValTransform
+from gluoncv.model_zoo.rcnn.faster_rcnn.faster_rcnn import custom_faster_rcnn_fpn
+from mxnet import autograd
+
+from gluonmine.data import SyntheticVOCDetection
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 'recipes'))
@@ -67,3 +73,31 @@ def test_ssd_miners_panels(voc_root, tmp_path):
         for name, numbers in panels.items():                     # 3 negatives a positive
             assert numbers['negatives'] == 3 * numbers['positives'], name
             assert numbers['objects_without_positive'] == 0
+
+
+def test_a_feature_pyramid_nets_anchors_of_every_level(voc_root):
+    # an FPN net gives one anchor array a level; the RPN panels must sample over all of
+    # them (before: GluonCV's RPN targets were made for the first level's anchors only,
+    # and failed)
+    dataset = SyntheticVOCDetection(voc_root, splits=((2007, 'train'),))
+    mx.random.seed(0)
+    net = custom_faster_rcnn_fpn(
+        dataset.classes, pretrained_base=False, base_network_name='resnet18_v1b',
+        num_fpn_filters=16, num_box_head_conv=1, num_box_head_conv_filters=16,
+        num_box_head_dense_filters=32, rpn_channel=16, short=128, max_size=224,
+        per_device_batch_size=1, rpn_train_pre_nms=1000, rpn_train_post_nms=200, min_stage=2,
+        max_stage=6, strides=(4, 8, 16, 32, 64), scales=(2, 4, 8, 16, 32), clip=4.14)
+    net.initialize()
+    image, label, _ = FasterRCNNDefaultValTransform(128, 224)(*dataset[0])
+    label = mx.nd.array(label)
+    with autograd.train_mode():
+        levels = net(image.expand_dims(0), label[:, :4].expand_dims(0),
+                     label[:, 4:5].expand_dims(0))[7]
+    panels = show_samples.faster_rcnn_selections(net, {0: (image, label)}, 0, None)[0]
+    anchors = sum(level.shape[1] for level in levels)                  # every level
+    assert len(levels) == 5 and levels[0].shape[1] < anchors
+    for name in ('GluonCV RPN', 'gluonmine RPN'):
+        boxes, samples = panels[name]
+        assert boxes.shape == (anchors, 4) and samples.shape == (anchors,)
+        assert 0 < (samples > 0).sum() and (samples != 0).sum() <= 256
+    assert (panels['gluonmine RPN'][1] != 0).sum() == 256
