@@ -1,11 +1,11 @@
-"""Tiny GluonCV detectors: GluonCV's own FasterRCNN, MaskRCNN and SSD classes on small backbones.
+"""Tiny GluonCV detectors: GluonCV's own FasterRCNN (C4 and FPN), MaskRCNN and SSD, small.
 
 They need no pretrained weights (nothing can be downloaded), build in a second
 and run a training step on the CPU in well under a second, so tests and the
 offline recipes can train real GluonCV detectors end to end. Swap in a real
 backbone (``gluoncv.model_zoo.get_model``) for real training.
 """
-from gluoncv.model_zoo.rcnn.faster_rcnn.faster_rcnn import FasterRCNN
+from gluoncv.model_zoo.rcnn.faster_rcnn.faster_rcnn import FasterRCNN, custom_faster_rcnn_fpn
 from gluoncv.model_zoo.rcnn.mask_rcnn.mask_rcnn import MaskRCNN
 from gluoncv.model_zoo.ssd.ssd import SSD
 from mxnet.gluon import nn
@@ -84,6 +84,62 @@ def tiny_faster_rcnn(classes, per_device_batch_size=1, short=128, max_size=224,
                    num_sample=num_sample, rpn_train_pre_nms=rpn_train_pre_nms,
                    rpn_train_post_nms=rpn_train_post_nms, max_num_gt=max_num_gt,
                    **defaults)
+
+
+def tiny_faster_rcnn_fpn(classes, per_device_batch_size=1, short=128, max_size=224,
+                         num_filters=16, rpn_train_pre_nms=1000, rpn_train_post_nms=200,
+                         **kwargs):
+    """A feature-pyramid Faster R-CNN: GluonCV's ``custom_faster_rcnn_fpn`` on a ResNet-18.
+
+    Five levels, strides 4 to 64, one anchor size a level (scales 2 to 32 times
+    the stride); the ResNet-18 (v1b) is randomly initialised, and GluonCV's
+    defaults freeze its batch normalisation and train its stages 2 to 4, the
+    pyramid, the RPN and the head (``net.collect_train_params()``). Its anchors
+    come as one array a level, so it exercises every multi-level path.
+
+    RoIs are pooled with ``ROIPooling`` (``roi_mode='pool'``), not GluonCV's
+    default ``ROIAlign``: MXNet's CPU ``ROIAlign`` leaves the rows of RoIs
+    masked out of a level unwritten, so on the CPU the summed levels would
+    hold whatever that memory held (README, "Things we found in the stack").
+    Pass ``roi_mode='align'`` for GluonCV's behaviour.
+
+    Parameters
+    ----------
+    classes : list of str
+        Foreground class names.
+    per_device_batch_size : int, default 1
+        Images per device in training (GluonCV's ``per_device_batch_size``).
+    short : int, default 128
+        Training/test image short side.
+    max_size : int, default 224
+        Longest image side.
+    num_filters : int, default 16
+        Channels of the pyramid's outputs, the RPN and the box head's convolutions
+        (twice this in its dense layer).
+    rpn_train_pre_nms : int, default 1000
+        Proposals kept before NMS in training.
+    rpn_train_post_nms : int, default 200
+        Proposals kept after NMS in training (the RCNN sampler's input).
+    **kwargs
+        Passed on to ``custom_faster_rcnn_fpn`` (``num_sample``, NMS settings, ...).
+
+    Returns
+    -------
+    gluoncv.model_zoo.FasterRCNN
+        Not initialized; call ``net.initialize()``.
+    """
+    _checks.check_int('per_device_batch_size', per_device_batch_size, low=1)
+    _checks.check_int('num_filters', num_filters, low=1)
+    defaults = dict(num_box_head_conv=1, num_box_head_conv_filters=num_filters,
+                    num_box_head_dense_filters=2 * num_filters, rpn_channel=num_filters,
+                    min_stage=2, max_stage=6, strides=(4, 8, 16, 32, 64),
+                    scales=(2, 4, 8, 16, 32), clip=4.14, roi_mode='pool')
+    defaults.update(kwargs)
+    return custom_faster_rcnn_fpn(
+        classes, pretrained_base=False, base_network_name='resnet18_v1b',
+        num_fpn_filters=num_filters, short=short, max_size=max_size,
+        per_device_batch_size=per_device_batch_size, rpn_train_pre_nms=rpn_train_pre_nms,
+        rpn_train_post_nms=rpn_train_post_nms, **defaults)
 
 
 def tiny_mask_rcnn(classes, mask_channels=16, target_roi_scale=2, **kwargs):

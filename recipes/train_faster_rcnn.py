@@ -32,11 +32,13 @@ import parallel
 import selection_stats
 import training
 from gluonmine.data import NonEmptyLabels, PadEmptyLabels
-from gluonmine.models import tiny_faster_rcnn
+from gluonmine.models import tiny_faster_rcnn, tiny_faster_rcnn_fpn
 from gluonmine.transforms import FasterRCNNTrainTransform
 
 # --network: GluonCV model-zoo builders, without any pretrained weights
-NETWORKS = {'tiny': None,
+# the tiny networks are built here, the others are GluonCV model zoo names
+TINY_NETWORKS = {'tiny': tiny_faster_rcnn, 'tiny_fpn': tiny_faster_rcnn_fpn}
+NETWORKS = {'tiny': None, 'tiny_fpn': None,
             'resnet50_v1b': 'faster_rcnn_resnet50_v1b_voc',
             'resnet101_v1d': 'faster_rcnn_resnet101_v1d_voc',
             'fpn_resnet50_v1b': 'faster_rcnn_fpn_resnet50_v1b_coco'}
@@ -58,8 +60,9 @@ Samplers = collections.namedtuple('Samplers', 'transform generator')
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--network', choices=sorted(NETWORKS), default='tiny',
-                        help='tiny: gluonmine.models.tiny_faster_rcnn; others: GluonCV model '
-                             'zoo, randomly initialised (default: %(default)s)')
+                        help='tiny: gluonmine.models.tiny_faster_rcnn (C4); tiny_fpn: '
+                             'tiny_faster_rcnn_fpn (ResNet-18 FPN, 128 px); others: GluonCV '
+                             'model zoo, randomly initialised (default: %(default)s)')
     parser.add_argument('--rpn-sampler', choices=('gluoncv', 'gluonmine'), default='gluonmine',
                         help="anchor sampling: GluonCV's transform or gluonmine's "
                              'RPNTargetSampler (default: %(default)s)')
@@ -82,8 +85,8 @@ def parse_args(argv=None):
 def build_net(args, classes, ctx):
     """The Faster R-CNN (GluonCV's class) for ``classes``, initialised on ``ctx``."""
     per_device = args.batch_size // len(ctx)
-    if args.network == 'tiny':
-        net = tiny_faster_rcnn(classes, per_device_batch_size=per_device)
+    if args.network in TINY_NETWORKS:
+        net = TINY_NETWORKS[args.network](classes, per_device_batch_size=per_device)
         net.initialize(ctx=ctx)
     else:
         net = get_model(NETWORKS[args.network], pretrained=False, pretrained_base=False,

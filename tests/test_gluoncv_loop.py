@@ -26,7 +26,7 @@ from mxnet import autograd, gluon
 
 from gluonmine.data import SyntheticVOCDetection
 from gluonmine.losses import SSDMultiBoxLoss
-from gluonmine.models import tiny_faster_rcnn, tiny_mask_rcnn, tiny_ssd
+from gluonmine.models import tiny_faster_rcnn, tiny_faster_rcnn_fpn, tiny_mask_rcnn, tiny_ssd
 from gluonmine.rcnn import rcnn_sampler_for
 from gluonmine.rcnn_target import RCNNTargetSampler
 from gluonmine.rpn import RPNTargetGenerator
@@ -40,13 +40,7 @@ def c4_net(classes):
 
 
 def fpn_net(classes):
-    from gluoncv.model_zoo.rcnn.faster_rcnn.faster_rcnn import custom_faster_rcnn_fpn
-    return custom_faster_rcnn_fpn(
-        classes, pretrained_base=False, base_network_name='resnet18_v1b', num_fpn_filters=16,
-        num_box_head_conv=1, num_box_head_conv_filters=16, num_box_head_dense_filters=32,
-        rpn_channel=16, short=128, max_size=224, per_device_batch_size=BATCH,
-        rpn_train_pre_nms=1000, rpn_train_post_nms=200, min_stage=2, max_stage=6,
-        strides=(4, 8, 16, 32, 64), scales=(2, 4, 8, 16, 32), clip=4.14)
+    return tiny_faster_rcnn_fpn(classes, per_device_batch_size=BATCH)
 
 
 def _counted(forward, calls, key):

@@ -1,8 +1,9 @@
 """The tiny GluonCV detectors used by tests and offline recipes."""
 import mxnet as mx
+import pytest
 from mxnet import autograd, nd
 
-from gluonmine.models import tiny_faster_rcnn, tiny_ssd
+from gluonmine.models import tiny_faster_rcnn, tiny_faster_rcnn_fpn, tiny_ssd
 
 
 def test_tiny_faster_rcnn_trains_a_step():
@@ -20,6 +21,26 @@ def test_tiny_faster_rcnn_trains_a_step():
     with autograd.predict_mode():
         ids, scores, bboxes = net(nd.random.uniform(shape=(1, 3, 128, 160)))
     assert bboxes.shape[-1] == 4
+
+
+def test_tiny_faster_rcnn_fpn_gives_anchors_a_level_and_trains_a_step():
+    net = tiny_faster_rcnn_fpn(['a', 'b'], per_device_batch_size=2)
+    net.initialize()
+    net.hybridize()
+    gt = nd.array([[[10, 10, 60, 80], [50, 40, 120, 110]], [[5, 5, 40, 40], [-1, -1, -1, -1]]])
+    label = nd.array([[[0], [1]], [[1], [-1]]])
+    with autograd.record():
+        outputs = net(nd.random.uniform(shape=(2, 3, 128, 160)), gt, label)
+        loss = outputs[0].sum() + outputs[5].sum()
+    loss.backward()
+    assert net.num_stages == 5 and outputs[0].shape == (2, 128, 3)
+    # strides 4 to 64 on 128 x 160, three anchors a position (one size, three ratios)
+    assert [level.shape[1] for level in outputs[7]] == [
+        3 * -(-128 // s) * -(-160 // s) for s in (4, 8, 16, 32, 64)]
+    trained = net.collect_train_params()
+    assert any(name.startswith(net.prefix + 'rpn') for name in trained.keys())
+    with pytest.raises(ValueError, match='num_filters'):
+        tiny_faster_rcnn_fpn(['a'], num_filters=0)
 
 
 def test_tiny_ssd_predicts_every_anchor():

@@ -8,7 +8,7 @@ from gluoncv.model_zoo.rcnn.rpn.rpn_target import RPNTargetGenerator as GluonCVG
 from mxnet import autograd, gluon, nd
 from numpy.testing import assert_array_equal
 
-from gluonmine.models import tiny_faster_rcnn, tiny_mask_rcnn
+from gluonmine.models import tiny_faster_rcnn, tiny_faster_rcnn_fpn, tiny_mask_rcnn
 from gluonmine.quota import QuotaSampler
 from gluonmine.rcnn import install_samplers, rcnn_sampler_for
 from gluonmine.rcnn_target import RCNNTargetSampler
@@ -181,9 +181,8 @@ def test_a_mask_rcnn_gets_gluonmine_samplers_and_its_own_transform():
 def test_device_targets_on_a_feature_pyramid_net():
     # GluonCV's FPN FasterRCNN returns its anchors as a list, one array a level: the
     # generator takes that output as it is, joined in the order of the RPN scores
-    from test_gluoncv_loop import fpn_net   # pylint: disable=import-outside-toplevel
     mx.random.seed(0)
-    net = fpn_net(['a', 'b'])
+    net = tiny_faster_rcnn_fpn(['a', 'b'], per_device_batch_size=2)
     net.initialize()
     generator = install_samplers(net, device_targets=True)
     generator.hybridize()

@@ -15,7 +15,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 from conftest import no_host_sync
 from gluonmine.losses import RCNNHardExampleLoss
-from gluonmine.models import tiny_faster_rcnn, tiny_mask_rcnn
+from gluonmine.models import tiny_faster_rcnn, tiny_faster_rcnn_fpn, tiny_mask_rcnn
 from gluonmine.ohem import HardExampleMiner
 from gluonmine.rcnn_ohem import NEGATIVE_IOU_EDGES, OHEMFasterRCNN
 from gluonmine.rcnn_target import RCNNTargetSampler
@@ -252,15 +252,11 @@ def outputs_after_junk(ohem, batch, rois, junk_value):
 
 
 def test_feature_pyramid_net():
-    # GluonCV's FPN Faster R-CNN (the net's own level assignment pools the RoIs)
-    from gluoncv.model_zoo.rcnn.faster_rcnn.faster_rcnn import custom_faster_rcnn_fpn
+    # GluonCV's FPN Faster R-CNN (the net's own level assignment pools the RoIs), with
+    # GluonCV's ROIAlign, whose CPU kernel leaves masked rows unwritten: the head zeroes them
     mx.random.seed(0)
-    net = custom_faster_rcnn_fpn(
-        CLASSES, pretrained_base=False, base_network_name='resnet18_v1b', num_fpn_filters=16,
-        num_box_head_conv=1, num_box_head_conv_filters=16, num_box_head_dense_filters=32,
-        rpn_channel=16, short=HEIGHT, max_size=WIDTH, per_device_batch_size=2,
-        rpn_train_pre_nms=1000, rpn_train_post_nms=200, min_stage=2, max_stage=6,
-        strides=(4, 8, 16, 32, 64), scales=(2, 4, 8, 16, 32), clip=4.14)
+    net = tiny_faster_rcnn_fpn(CLASSES, per_device_batch_size=2, short=HEIGHT, max_size=WIDTH,
+                               roi_mode='align')
     net.initialize()
     assert net.num_stages == 5
     results = []

@@ -111,6 +111,19 @@ def no_check(namespace):
     del namespace
 
 
+def no_placeholders():
+    """An example that names nothing it does not make."""
+    return {}
+
+
+def check_pyramid_net(namespace):
+    net = namespace['net']
+    assert net.num_stages == 5 and net.classes == ['disc', 'square', 'triangle']
+    rpn_conv = [p for name, p in net.collect_params().items()
+                if name.endswith('rpnhead0_conv0_weight')]
+    assert [p.shape[0] for p in rpn_conv] == [16]                 # the RPN's channels
+
+
 def datasets(tmp_path, voc_root):
     """The data example runs in a fresh directory, with a home holding two VOC-format
     datasets made of the synthetic images."""
@@ -167,6 +180,7 @@ SETUPS = [
     ('ohem = OHEMFasterRCNN(net)', training_batch, no_check),
     ('RCNNHardExampleLoss()(', training_batch, shapes(loss=(2,), mask=(2, 128))),
     ('sampler=RPNTargetSampler())', training_batch, no_check),
+    ('net = tiny_faster_rcnn_fpn(', no_placeholders, check_pyramid_net),
     ("own = VOCFormatDetection('~/my_data'", datasets, check_datasets),
     ('image, label = train[0]', datasets, check_one_image),
     ("manifest = json.load(f)", exported_blocks, shapes(samples=(B, N), matches=(B, N))),

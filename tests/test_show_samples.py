@@ -6,10 +6,10 @@ import sys
 import mxnet as mx
 import pytest
 from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultValTransform
-from gluoncv.model_zoo.rcnn.faster_rcnn.faster_rcnn import custom_faster_rcnn_fpn
 from mxnet import autograd
 
 from gluonmine.data import SyntheticVOCDetection
+from gluonmine.models import tiny_faster_rcnn_fpn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 'recipes'))
@@ -81,12 +81,7 @@ def test_a_feature_pyramid_nets_anchors_of_every_level(voc_root):
     # and failed)
     dataset = SyntheticVOCDetection(voc_root, splits=((2007, 'train'),))
     mx.random.seed(0)
-    net = custom_faster_rcnn_fpn(
-        dataset.classes, pretrained_base=False, base_network_name='resnet18_v1b',
-        num_fpn_filters=16, num_box_head_conv=1, num_box_head_conv_filters=16,
-        num_box_head_dense_filters=32, rpn_channel=16, short=128, max_size=224,
-        per_device_batch_size=1, rpn_train_pre_nms=1000, rpn_train_post_nms=200, min_stage=2,
-        max_stage=6, strides=(4, 8, 16, 32, 64), scales=(2, 4, 8, 16, 32), clip=4.14)
+    net = tiny_faster_rcnn_fpn(dataset.classes)
     net.initialize()
     image, label, _ = FasterRCNNDefaultValTransform(128, 224)(*dataset[0])
     label = mx.nd.array(label)
