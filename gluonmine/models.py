@@ -86,16 +86,23 @@ def tiny_faster_rcnn(classes, per_device_batch_size=1, short=128, max_size=224,
                    **defaults)
 
 
+class _TrainedBatchNorm(nn.BatchNorm):
+    """``nn.BatchNorm`` under another name: GluonCV freezes the normalisation of a
+    network built with ``nn.BatchNorm`` itself (for pretrained weights), not this."""
+
+
 def tiny_faster_rcnn_fpn(classes, per_device_batch_size=1, short=128, max_size=224,
                          num_filters=16, rpn_train_pre_nms=1000, rpn_train_post_nms=200,
                          **kwargs):
     """A feature-pyramid Faster R-CNN: GluonCV's ``custom_faster_rcnn_fpn`` on a ResNet-18.
 
     Five levels, strides 4 to 64, one anchor size a level (scales 2 to 32 times
-    the stride); the ResNet-18 (v1b) is randomly initialised, and GluonCV's
-    defaults freeze its batch normalisation and train its stages 2 to 4, the
-    pyramid, the RPN and the head (``net.collect_train_params()``). Its anchors
-    come as one array a level, so it exercises every multi-level path.
+    the stride). Its anchors come as one array a level, so it exercises every
+    multi-level path. The ResNet-18 (v1b) is randomly initialised and trains
+    whole, batch normalisation included: GluonCV freezes ``nn.BatchNorm`` and the
+    stem and first stage, as suits pretrained weights (``norm_layer=nn.BatchNorm``
+    gives that: with those layers random and frozen, the recipe's 12 epochs on the
+    synthetic data reached mAP 0.48, against 0.67 trained whole).
 
     RoIs are pooled with ``ROIPooling`` (``roi_mode='pool'``), not GluonCV's
     default ``ROIAlign``: MXNet's CPU ``ROIAlign`` leaves the rows of RoIs
@@ -130,7 +137,8 @@ def tiny_faster_rcnn_fpn(classes, per_device_batch_size=1, short=128, max_size=2
     """
     _checks.check_int('per_device_batch_size', per_device_batch_size, low=1)
     _checks.check_int('num_filters', num_filters, low=1)
-    defaults = dict(num_box_head_conv=1, num_box_head_conv_filters=num_filters,
+    defaults = dict(norm_layer=_TrainedBatchNorm, norm_kwargs={},
+                    num_box_head_conv=1, num_box_head_conv_filters=num_filters,
                     num_box_head_dense_filters=2 * num_filters, rpn_channel=num_filters,
                     min_stage=2, max_stage=6, strides=(4, 8, 16, 32, 64),
                     scales=(2, 4, 8, 16, 32), clip=4.14, roi_mode='pool')
