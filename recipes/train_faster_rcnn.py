@@ -33,6 +33,7 @@ import selection_stats
 import training
 from gluonmine.data import NonEmptyLabels, PadEmptyLabels
 from gluonmine.models import tiny_faster_rcnn, tiny_faster_rcnn_fpn
+from gluonmine.rpn import RPNTargetSampler
 from gluonmine.transforms import FasterRCNNTrainTransform
 
 # --network: GluonCV model-zoo builders, without any pretrained weights
@@ -70,6 +71,11 @@ def parse_args(argv=None):
                         default='random',
                         help="RoI sampling: GluonCV's RCNNTargetSampler, gluonmine's "
                              '(random within quotas), or OHEM (default: %(default)s)')
+    parser.add_argument('--rpn-clobber-positives', action='store_true',
+                        help="gluonmine's RPN sampler with GluonCV's rule: the negative rule "
+                             'applied after the argmax-forced positives, so a best anchor '
+                             'under IoU 0.3 is a negative (default: off, the Faster R-CNN '
+                             "paper's rule, forced positives stay)")
     parser.add_argument('--device-targets', action='store_true',
                         help='make RPN targets in the training step on the device '
                              '(gluonmine RPN sampler only) instead of in the DataLoader')
@@ -77,8 +83,10 @@ def parse_args(argv=None):
                            batch_size=2)
     args = parser.parse_args(argv)
     arguments.check_common_args(parser, args)
-    if args.device_targets and args.rpn_sampler != 'gluonmine':
-        parser.error('--device-targets makes targets with gluonmine: use --rpn-sampler gluonmine')
+    for flag in ('device_targets', 'rpn_clobber_positives'):
+        if getattr(args, flag) and args.rpn_sampler != 'gluonmine':
+            parser.error('--{} is about gluonmine\'s RPN sampler: use --rpn-sampler '
+                         'gluonmine'.format(flag.replace('_', '-')))
     return args
 
 
@@ -123,10 +131,13 @@ def build_sampler(args, net):
     # in DataLoader workers each image's anchor draws are seeded from its draw's NumPy
     # state (loaders.SeededDraws), so that they do not depend on which worker makes it; in
     # the training process they follow the run's mx.random stream
+    # None: the transform's default sampler, the paper's rule
+    sampler = (RPNTargetSampler(RPN_NUM_SAMPLE, clobber_positives=True)
+               if args.rpn_clobber_positives else None)
     transform = FasterRCNNTrainTransform(
         net.short, net.max_size, net, num_sample=RPN_NUM_SAMPLE, ashape=net.ashape,
         multi_stage=net.num_stages > 1, device_targets=args.device_targets,
-        seed_from_numpy=args.num_workers > 0)
+        seed_from_numpy=args.num_workers > 0, sampler=sampler)
     # the transform's generator is hybridized already
     return Samplers(transform, transform.target_generator if args.device_targets else None)
 

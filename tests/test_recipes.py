@@ -81,6 +81,17 @@ def test_gluoncv_samplers_run_through_the_same_recipe(voc_root, tmp_path):
     assert all(np.isfinite(v).all() for v in metrics['loss_curve'].values())
 
 
+def test_rpn_clobber_positives_turns_low_forced_positives_negative(voc_root, tmp_path):
+    # GluonCV's rule in gluonmine's sampler: a best anchor under IoU 0.3 is a negative
+    paper = run(voc_root, tmp_path / 'paper')['final']['sampler']['rpn']
+    clobber = run(voc_root, tmp_path / 'clobber', '--rpn-clobber-positives')
+    rpn = clobber['final']['sampler']['rpn']
+    assert rpn['positives_per_image'] < paper['positives_per_image'] and rpn['fill_rate'] == 1.
+    assert clobber['args']['rpn_clobber_positives']
+    with pytest.raises(SystemExit):
+        train_faster_rcnn.parse_args(['--rpn-clobber-positives', '--rpn-sampler', 'gluoncv'])
+
+
 def test_ohem_run_reports_mined_against_all_losses(voc_root, tmp_path):
     metrics = run(voc_root, tmp_path / 'ohem', '--rcnn-sampler', 'ohem')
     sampler = metrics['final']['sampler']
