@@ -96,9 +96,10 @@ def tiny_faster_rcnn_fpn(classes, per_device_batch_size=1, short=128, max_size=2
                          **kwargs):
     """A feature-pyramid Faster R-CNN: GluonCV's ``custom_faster_rcnn_fpn`` on a ResNet-18.
 
-    Five levels, strides 4 to 64, one anchor size a level (scales 2 to 32 times
-    the stride). Its anchors come as one array a level, so it exercises every
-    multi-level path. The ResNet-18 (v1b) is randomly initialised and trains
+    Five levels, strides 4 to 64, one anchor size a level: GluonCV's FPN preset,
+    32 to 512 px (scales 2 to 32 times a 16 px base; ``scales=`` changes them).
+    Its anchors come as one array a level, so it exercises every multi-level
+    path. The ResNet-18 (v1b) is randomly initialised and trains
     whole, batch normalisation included: GluonCV freezes ``nn.BatchNorm`` and the
     stem and first stage, as suits pretrained weights (``norm_layer=nn.BatchNorm``
     gives that: with those layers random and frozen, the recipe's 12 epochs on the
