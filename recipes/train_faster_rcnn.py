@@ -37,12 +37,11 @@ from gluonmine.rpn import RPNTargetSampler
 from gluonmine.transforms import FasterRCNNTrainTransform
 
 # --network: GluonCV model-zoo builders, without any pretrained weights
-# the tiny networks are built here, the others are GluonCV model zoo names
+# --network: the tiny networks' builders, then GluonCV model zoo names
 TINY_NETWORKS = {'tiny': tiny_faster_rcnn, 'tiny_fpn': tiny_faster_rcnn_fpn}
-NETWORKS = {'tiny': None, 'tiny_fpn': None,
-            'resnet50_v1b': 'faster_rcnn_resnet50_v1b_voc',
-            'resnet101_v1d': 'faster_rcnn_resnet101_v1d_voc',
-            'fpn_resnet50_v1b': 'faster_rcnn_fpn_resnet50_v1b_coco'}
+ZOO_NETWORKS = {'resnet50_v1b': 'faster_rcnn_resnet50_v1b_voc',
+                'resnet101_v1d': 'faster_rcnn_resnet101_v1d_voc',
+                'fpn_resnet50_v1b': 'faster_rcnn_fpn_resnet50_v1b_coco'}
 LOSSES = ('rpn_cls', 'rpn_box', 'rcnn_cls', 'rcnn_box', 'total')
 RPN_NUM_SAMPLE = 256        # anchors sampled per image, both RPN samplers
 
@@ -60,7 +59,8 @@ Samplers = collections.namedtuple('Samplers', 'transform generator')
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--network', choices=sorted(NETWORKS), default='tiny',
+    parser.add_argument('--network', choices=sorted({**TINY_NETWORKS, **ZOO_NETWORKS}),
+                        default='tiny',
                         help='tiny: gluonmine.models.tiny_faster_rcnn (C4); tiny_fpn: '
                              'tiny_faster_rcnn_fpn (ResNet-18 FPN, 128 px); others: GluonCV '
                              'model zoo, randomly initialised (default: %(default)s)')
@@ -97,7 +97,7 @@ def build_net(args, classes, ctx):
         net = TINY_NETWORKS[args.network](classes, per_device_batch_size=per_device)
         net.initialize(ctx=ctx)
     else:
-        net = get_model(NETWORKS[args.network], pretrained=False, pretrained_base=False,
+        net = get_model(ZOO_NETWORKS[args.network], pretrained=False, pretrained_base=False,
                         per_device_batch_size=per_device)
         net.initialize(ctx=ctx)
         net.reset_class(classes)
