@@ -43,6 +43,7 @@ import report
 import selection_stats
 import train_faster_rcnn
 import train_ssd
+from gluonmine.boxes import join_levels
 from gluonmine.rcnn import OHEMFasterRCNN, rcnn_sampler_for
 from gluonmine.rpn import RPNTargetGenerator
 
@@ -161,7 +162,7 @@ def rcnn_selection(model, image, label, seed):
                         label[:, 4:5].expand_dims(0))
     anchors = outputs[7]
     if isinstance(anchors, (list, tuple)):
-        anchors = mx.nd.concat(*anchors, dim=1)
+        anchors = join_levels(mx.nd, anchors)
     return outputs[2][0].asnumpy(), outputs[3][0].asnumpy(), anchors
 
 
