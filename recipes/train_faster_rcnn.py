@@ -76,6 +76,11 @@ def parse_args(argv=None):
                              'applied after the argmax-forced positives, so a best anchor '
                              'under IoU 0.3 is a negative (default: off, the Faster R-CNN '
                              "paper's rule, forced positives stay)")
+    parser.add_argument('--rpn-min-forced-iou', type=float, default=0., metavar='IOU',
+                        help="gluonmine's RPN sampler: a ground truth forces its best anchors "
+                             'positive only when their IoU is above IOU; below, they take '
+                             'the threshold rule (default: %(default)s, every ground truth '
+                             'forces)')
     parser.add_argument('--device-targets', action='store_true',
                         help='make RPN targets in the training step on the device '
                              '(gluonmine RPN sampler only) instead of in the DataLoader')
@@ -83,7 +88,10 @@ def parse_args(argv=None):
                            batch_size=2)
     args = parser.parse_args(argv)
     arguments.check_common_args(parser, args)
-    for flag in ('device_targets', 'rpn_clobber_positives'):
+    if not 0. <= args.rpn_min_forced_iou < 1.:
+        parser.error('--rpn-min-forced-iou must be in [0, 1), got {}'.format(
+            args.rpn_min_forced_iou))
+    for flag in ('device_targets', 'rpn_clobber_positives', 'rpn_min_forced_iou'):
         if getattr(args, flag) and args.rpn_sampler != 'gluonmine':
             parser.error('--{} is about gluonmine\'s RPN sampler: use --rpn-sampler '
                          'gluonmine'.format(flag.replace('_', '-')))
@@ -131,15 +139,19 @@ def build_sampler(args, net):
     # in DataLoader workers each image's anchor draws are seeded from its draw's NumPy
     # state (loaders.SeededDraws), so that they do not depend on which worker makes it; in
     # the training process they follow the run's mx.random stream
-    # None: the transform's default sampler, the paper's rule
-    sampler = (RPNTargetSampler(RPN_NUM_SAMPLE, clobber_positives=True)
-               if args.rpn_clobber_positives else None)
     transform = FasterRCNNTrainTransform(
         net.short, net.max_size, net, num_sample=RPN_NUM_SAMPLE, ashape=net.ashape,
         multi_stage=net.num_stages > 1, device_targets=args.device_targets,
-        seed_from_numpy=args.num_workers > 0, sampler=sampler)
+        seed_from_numpy=args.num_workers > 0, sampler=rpn_sampler(args))
     # the transform's generator is hybridized already
     return Samplers(transform, transform.target_generator if args.device_targets else None)
+
+
+def rpn_sampler(args):
+    """gluonmine's ``RPNTargetSampler`` with the run's rule flags, ``RPN_NUM_SAMPLE`` anchors
+    an image (the paper's rule when no flag is given)."""
+    return RPNTargetSampler(RPN_NUM_SAMPLE, clobber_positives=args.rpn_clobber_positives,
+                            min_forced_iou=args.rpn_min_forced_iou)
 
 
 def test_short(net):

@@ -30,7 +30,7 @@ def run(voc_root, prefix, *flags):
 def test_tiny_run_writes_params_metrics_and_plot(voc_root, tmp_path):
     # 2 iterations, one finite value per loss and iteration
     written = assert_run_outputs(tmp_path / 'run', run(voc_root, tmp_path / 'run'), LOSSES, 2)
-    epoch, final = written['epochs'][0], written['final']
+    final = written['final']
     assert 0 <= final['mean_ap'] <= 1 and final['params'].endswith('run.params')
     assert final['sampler']['mining'] is None                   # no OHEM in this run
     rpn, rcnn = final['sampler']['rpn'], final['sampler']['rcnn']
@@ -88,8 +88,15 @@ def test_rpn_clobber_positives_turns_low_forced_positives_negative(voc_root, tmp
     rpn = clobber['final']['sampler']['rpn']
     assert rpn['positives_per_image'] < paper['positives_per_image'] and rpn['fill_rate'] == 1.
     assert clobber['args']['rpn_clobber_positives']
+    # the synthetic objects' best anchors under IoU 0.3 do not force either
+    floor = run(voc_root, tmp_path / 'floor', '--rpn-min-forced-iou', '0.3')
+    assert floor['final']['sampler']['rpn']['positives_per_image'] < paper['positives_per_image']
+    assert floor['args']['rpn_min_forced_iou'] == 0.3
+    for flags in (['--rpn-clobber-positives'], ['--rpn-min-forced-iou', '0.3']):
+        with pytest.raises(SystemExit):
+            train_faster_rcnn.parse_args(flags + ['--rpn-sampler', 'gluoncv'])
     with pytest.raises(SystemExit):
-        train_faster_rcnn.parse_args(['--rpn-clobber-positives', '--rpn-sampler', 'gluoncv'])
+        train_faster_rcnn.parse_args(['--rpn-min-forced-iou', '1'])
 
 
 def test_ohem_run_reports_mined_against_all_losses(voc_root, tmp_path):
