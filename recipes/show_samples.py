@@ -107,7 +107,7 @@ def build(args):
     return recipe, flags, net, transform, train_set
 
 
-def faster_rcnn_selections(net, images, seed, flags):  # pylint: disable=unused-argument
+def faster_rcnn_selections(net, images, seed, flags):
     """Panel name -> (boxes (K, 4), samples (K,) +1/-1/0) of each image (index -> (image,
     label)), NumPy: the RoI panels over the net's proposals, the RPN panels over its anchors."""
     chosen, anchors = {index: {} for index in images}, {}
@@ -116,7 +116,7 @@ def faster_rcnn_selections(net, images, seed, flags):  # pylint: disable=unused-
             rois, samples, anchors[index] = rcnn_selection(model, image, label, seed)
             chosen[index][name] = (rois, samples)
     for index, (image, label) in images.items():
-        chosen[index].update(rpn_selections(image, label, anchors[index], seed))
+        chosen[index].update(rpn_selections(image, label, anchors[index], seed, flags))
     return chosen
 
 
@@ -166,15 +166,16 @@ def rcnn_selection(model, image, label, seed):
     return outputs[2][0].asnumpy(), outputs[3][0].asnumpy(), anchors
 
 
-def rpn_selections(image, label, anchors, seed):
+def rpn_selections(image, label, anchors, seed, flags):
     """GluonCV's and gluonmine's RPN samples over the anchors (1, N, 4) of one image: panel
-    name -> (anchors (N, 4), samples (N,) +1/-1/0), NumPy."""
+    name -> (anchors (N, 4), samples (N,) +1/-1/0), NumPy. gluonmine's sampler follows the
+    run's ``flags`` (its RPN rule)."""
     height, width = image.shape[1:]
     np.random.seed(seed)
     mx.random.seed(seed)
     gluoncv = GluonCVRPNTargets(num_sample=train_faster_rcnn.RPN_NUM_SAMPLE)(
         label[:, :4], anchors[0], width, height)[0]                          # NumPy (N,)
-    gluonmine = RPNTargetGenerator(num_sample=train_faster_rcnn.RPN_NUM_SAMPLE)(
+    gluonmine = RPNTargetGenerator(sampler=train_faster_rcnn.rpn_sampler(flags))(
         label[:, :4].expand_dims(0), anchors, mx.nd.array([[height, width]]))[0][0].asnumpy()
     return {name: (anchors[0].asnumpy(), _samples(np.ravel(target)))
             for name, target in (('GluonCV RPN', gluoncv), ('gluonmine RPN', gluonmine))}

@@ -49,9 +49,15 @@ def test_counts_of_every_panel(voc_root, tmp_path):
 def test_a_trained_run_and_bad_arguments(voc_root, tmp_path):
     prefix = str(tmp_path / 'run')
     train_faster_rcnn.main(['--dataset-root', voc_root, '--num-train-images', '2',
-                            '--num-val-images', '1', '--epochs', '1', '--save-prefix', prefix])
-    report = show_samples.main(['--run', prefix, '--images', '5'])
-    assert report['run'] == prefix and list(report['images']) == [5]
+                            '--num-val-images', '1', '--epochs', '1', '--save-prefix', prefix,
+                            '--rpn-clobber-positives'])
+    report = show_samples.main(['--run', prefix, '--images', '2'])
+    assert report['run'] == prefix and list(report['images']) == [2]
+    # the run's RPN rule: GluonCV's, so both RPN panels keep the same positives
+    panels = report['images'][2]
+    assert panels['gluonmine RPN']['positives'] == panels['GluonCV RPN']['positives']
+    assert (panels['gluonmine RPN']['objects_without_positive']
+            == panels['GluonCV RPN']['objects_without_positive'] > 0)
     assert os.path.getsize(prefix + '-samples.png') > 0
     # the run's params file for the run, the figure's file name for the output prefix
     args = show_samples.parse_args(['--run', prefix + '.params', '--output', 'look.png'])
@@ -88,7 +94,8 @@ def test_a_feature_pyramid_nets_anchors_of_every_level(voc_root):
     with autograd.train_mode():
         levels = net(image.expand_dims(0), label[:, :4].expand_dims(0),
                      label[:, 4:5].expand_dims(0))[7]
-    panels = show_samples.faster_rcnn_selections(net, {0: (image, label)}, 0, None)[0]
+    flags = train_faster_rcnn.parse_args(['--network', 'tiny_fpn'])
+    panels = show_samples.faster_rcnn_selections(net, {0: (image, label)}, 0, flags)[0]
     anchors = sum(level.shape[1] for level in levels)                  # every level
     assert len(levels) == 5 and levels[0].shape[1] < anchors
     for name in ('GluonCV RPN', 'gluonmine RPN'):
