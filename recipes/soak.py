@@ -101,8 +101,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--iterations', type=int, default=10000, help='calls per block')
-    parser.add_argument('--warmup', type=int, default=200,
-                        help='calls before the reading that growth is measured from')
+    parser.add_argument('--warmup', type=int,
+                        help='calls before the reading that growth is measured from '
+                             '(default: 200, or a tenth of --iterations when that is fewer)')
     parser.add_argument('--reshape-every', type=int, default=500,
                         help='calls between changes of input shape')
     parser.add_argument('--only', default='all', help='comma-separated block names')
@@ -115,6 +116,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.iterations < 1 or args.reshape_every < 1:
         parser.error('--iterations and --reshape-every take a number >= 1')
+    if args.warmup is None:
+        args.warmup = min(200, args.iterations // 10)
     if not 0 <= args.warmup < args.iterations:
         parser.error('--warmup takes a number from 0 to --iterations - 1, got {}'.format(
             args.warmup))

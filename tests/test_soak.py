@@ -65,3 +65,9 @@ def test_flags_are_checked(flags, message, capsys):
     with pytest.raises(SystemExit):
         soak.main(flags)
     assert message in capsys.readouterr().err
+
+
+def test_warmup_defaults_to_at_most_a_tenth_of_the_iterations():
+    assert soak.parse_args([]).warmup == 200
+    assert soak.parse_args(['--iterations', '100']).warmup == 10
+    assert soak.parse_args(['--iterations', '100', '--warmup', '50']).warmup == 50
