@@ -176,7 +176,7 @@ def tiny_mask_rcnn(classes, mask_channels=16, target_roi_scale=2, **kwargs):
 
 
 def tiny_ssd(classes, base_size=128, channels=(16, 32, 64, 64, 64, 64), **kwargs):
-    """A small SSD built with GluonCV's ``SSD`` class: six feature maps, strides 8 to 128.
+    """A small SSD built with GluonCV's ``SSD`` class: six feature maps, strides 8 to 256.
 
     Parameters
     ----------

@@ -80,14 +80,24 @@ class _SameImage(mx.gluon.data.Dataset):
         return IMAGE, LABEL
 
 
-def test_dataloader_workers_draw_different_samples(net):
-    np.random.seed(3)
-    transform = FasterRCNNTrainTransform(short=128, max_size=224, net=net, flip_p=0.)
+def _worker_targets(transform, net):
+    """The RPN classification targets of 8 identical images through 2 DataLoader workers,
+    as bytes."""
     loader = mx.gluon.data.DataLoader(_SameImage().transform(transform), batch_size=1,
                                       num_workers=2, batchify_fn=FasterRCNNTrainBatchify(net))
-    targets = [batch[2][0].asnumpy().tobytes() for batch in loader]
+    return [batch[2][0].asnumpy().tobytes() for batch in loader]
+
+
+def test_dataloader_workers_draw_different_samples(net):
+    np.random.seed(3)
+    targets = _worker_targets(
+        FasterRCNNTrainTransform(short=128, max_size=224, net=net, flip_p=0.), net)
     # 8 identical images: every worker draw is different
     assert len(set(targets)) == len(targets) == 8
+    # GluonCV's NumPy draws: the forked workers start from one state and repeat each other
+    targets = _worker_targets(
+        FasterRCNNDefaultTrainTransform(short=128, max_size=224, net=net, flip_p=0.), net)
+    assert len(targets) == 8 and len(set(targets)) < 8
 
 
 def test_seed_from_numpy_makes_each_images_draws_follow_numpy(net):
