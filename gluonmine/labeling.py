@@ -62,12 +62,16 @@ def label(F, ious, pos_iou_thresh, neg_iou_thresh_low, neg_iou_thresh_high,
     false, so NaN pairs never count.
 
     ious: (B, N, M) -> samples (B, N). A caller that has them may pass
-    ``usable`` (candidates with a usable pair) and ``positive`` (this rule's
+    ``usable`` (candidates with a usable pair, which it may narrow further: an
+    anchor inside the image, a live proposal) and ``positive`` (this rule's
     positives), in any layout ``ious`` shares with ground truths last: then
-    ``ious`` may be (N, B, M) and the result is (N, B).
+    ``ious`` may be (N, B, M) and the result is (N, B). The lower negative
+    bound applies to a given ``usable`` too.
     """
-    if usable is None:
-        usable = _ops.row_any(F, ious >= neg_iou_thresh_low)                # (B, N)
+    if usable is None or neg_iou_thresh_low > 0:
+        # with a bound of 0, "some IoU >= 0" is what a given usable already says
+        reach = _ops.row_any(F, ious >= neg_iou_thresh_low)                 # (B, N)
+        usable = reach if usable is None else usable * reach                # (B, N)
     negative = usable * (1 - _ops.row_any(F, ious >= neg_iou_thresh_high))  # (B, N)
     if positive is None:
         positive = (positive_or_forced(F, ious, pos_iou_thresh, min_forced_iou)

@@ -154,11 +154,8 @@ class RCNNTargetSampler(sampling.QuotaProperties, SelectionBlock, _gluoncv.RCNNT
         live = F.reshape(scores, shape=(0, -1)) >= 0                        # (B, N)
         # 2: live proposal, 1: ground truth, 0: padding proposal
         kind = F.concat(2 * live, _column(F, gt_boxes, 1.), dim=1)          # (B, C)
-        usable = kind > 1.5                                                 # (B, C)
-        if self._neg_iou_thresh_low > 0:
-            usable = usable * _ops.row_any(F, ious >= self._neg_iou_thresh_low)  # (B, C)
         labels = labeling.label(F, ious, self._pos_iou_thresh, self._neg_iou_thresh_low,
-                                self._neg_iou_thresh_high, usable=usable)   # (B, C)
+                                self._neg_iou_thresh_high, usable=kind > 1.5)   # (B, C)
         return labels * (kind > 0.5)                                        # (B, C)
 
     def _select(self, F, labels):

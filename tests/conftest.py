@@ -116,6 +116,18 @@ class Wrap(gluon.HybridBlock):
         return self._fn(F, *args)
 
 
+def pair_counts(subsets, n):
+    """How often each of the n * (n - 1) / 2 pairs of candidates 0..n-1 was drawn together,
+    over ``subsets`` (an iterable of index arrays): a uniform subset sampler draws every
+    pair equally often, one that favours neighbours or fixed groups does not."""
+    counts = np.zeros((n, n), int)
+    for subset in subsets:
+        chosen = np.zeros(n, bool)
+        chosen[np.asarray(subset, int)] = True
+        counts += np.outer(chosen, chosen)
+    return counts[np.triu_indices(n, 1)]
+
+
 def both(fn, *args):
     """fn(F, *args) eagerly and hybridized: outputs as lists of numpy arrays, both equal."""
     outputs = []

@@ -136,15 +136,16 @@ def boxes_and_images(draw):
     return [x.astype('float32') for x in (gt, anchors, im_hw)]
 
 
-@given(inputs=boxes_and_images(), num_sample=st.integers(1, 64))
-def test_rpn_generator_invariants(inputs, num_sample):
+@given(inputs=boxes_and_images(), num_sample=st.integers(1, 64), quota=st.booleans())
+def test_rpn_generator_invariants(inputs, num_sample, quota):
     gt, anchors, im_hw = inputs
-    generator = RPNTargetGenerator(num_sample=num_sample)
+    # the RPN rule, or a given sampler's: the RCNN-stage rule with a lower negative bound
+    sampler = (QuotaSampler(num_sample, 0.6, 0.4, 0.1) if quota
+               else RPNTargetSampler(num_sample))
+    generator = RPNTargetGenerator(sampler=sampler)
     cls_target, box_target, box_mask = [o.asnumpy() for o in generator(
         nd.array(gt), nd.array(anchors), nd.array(im_hw))]
     assert set(np.unique(cls_target)) <= {-1., 0., 1.}
-    assert ((cls_target >= 0).sum(axis=1) <= num_sample).all()
-    assert ((cls_target > 0).sum(axis=1) <= generator.sampler.max_pos).all()
     np.testing.assert_array_equal(box_mask, np.repeat((cls_target > 0)[..., None], 4, -1))
     assert np.isfinite(box_target[box_mask > 0]).all() and not box_target[box_mask == 0].any()
     for b in range(len(gt)):
@@ -154,6 +155,12 @@ def test_rpn_generator_invariants(inputs, num_sample):
         assert (cls_target[b][outside] == -1).all()             # never use an outside anchor
         if (gt[b, :, 0] < 0).all():
             assert (cls_target[b] != 1).all()                   # padding forces nothing
+        # the sampler's rule on IoUs where an outside anchor is unusable, exact quotas
+        ious = nd.contrib.box_iou(nd.array(anchors), nd.array(gt[b])).asnumpy()
+        ious[outside] = -1
+        labels = reference_labels(ious, **sampler.label_args)
+        samples = np.where(cls_target[b] > 0, 1., np.where(cls_target[b] == 0, -1., 0.))
+        check_sampled(samples, labels, num_sample, sampler.max_pos, True)
 
 
 # ---------------------------------------------------------------- miners

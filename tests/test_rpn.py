@@ -9,8 +9,9 @@ from mxnet import nd
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy import stats
 
-from conftest import assert_same_outputs, forward_without_host_sync, random_boxes
-from gluonmine import RPNTargetGenerator, RPNTargetSampler
+from conftest import (assert_same_outputs, forward_without_host_sync, pair_counts,
+                      random_boxes)
+from gluonmine import QuotaSampler, RPNTargetGenerator, RPNTargetSampler
 from test_reliability import Parent
 
 
@@ -22,8 +23,9 @@ def counts(samples):
 # ---------------------------------------------------------------- sampler rules
 
 def test_quotas_on_a_hand_checked_image():
-    # 6 anchors, 1 gt. anchor 0 is positive (0.9), 1 is forced? no: 0 is the best.
-    # 2..5 are negatives (< 0.3). num_sample 4, pos_ratio 0.5 -> 1 positive, 3 of 4 negatives
+    # 6 anchors, 1 gt: anchor 0 is positive (0.9, also the best, so nothing else is
+    # forced), 1 is ignored (0.5), 2..5 are negatives (< 0.3). num_sample 4, pos_ratio 0.5:
+    # 1 positive, 3 of the 4 negatives
     ious = nd.array([[[0.9], [0.5], [0.1], [0.0], [0.2], [0.05]]])
     samples, matches = RPNTargetSampler(num_sample=4)(ious)
     s = samples.asnumpy()[0]
@@ -139,6 +141,11 @@ def test_subsampling_is_uniform_like_gluoncv():
         assert stats.chisquare(gluon).pvalue > 1e-3
         # ... and the same distribution as GluonCV's (chi-square homogeneity)
         assert stats.chi2_contingency(np.stack([mine, gluon]))[1] > 1e-3
+    # every pair of positives equally likely together, not only each one alone
+    pairs = pair_counts((np.flatnonzero(row[:10] > 0) for row in ours), 10)
+    assert stats.chisquare(pairs).pvalue > 1e-3
+    assert stats.chi2_contingency(np.stack([
+        pairs, pair_counts((np.flatnonzero(row[:10] > 0) for row in theirs), 10)]))[1] > 1e-3
 
 
 # ---------------------------------------------------------------- modes, host, errors
@@ -198,11 +205,12 @@ def generator_inputs(seed=0, n=600, m=4):
     return anchors, gt
 
 
-def gluoncv_ious(anchors, gt, height, width):
-    """IoU with GluonCV's border rule: -1 for anchors crossing the image."""
+def gluoncv_ious(anchors, gt, height, width, border=0.):
+    """IoU with GluonCV's border rule: -1 for anchors crossing the image by more than
+    ``border`` pixels."""
     ious = nd.contrib.box_iou(nd.array(anchors), nd.array(gt)).asnumpy()
-    outside = ((anchors[:, 0] < 0) | (anchors[:, 1] < 0) | (anchors[:, 2] >= width)
-               | (anchors[:, 3] >= height))
+    outside = ((anchors[:, 0] < -border) | (anchors[:, 1] < -border)
+               | (anchors[:, 2] >= width + border) | (anchors[:, 3] >= height + border))
     ious[outside] = -1
     return ious
 
@@ -228,9 +236,10 @@ def test_generator_targets_equal_gluoncv_encoding_for_the_same_samples():
         assert_array_equal(box_mask.asnumpy()[b], want_mask[0])
 
 
-def rule_cls_target(ious):
-    """cls_target (+1/0/-1) of the RPN rule on a (N, M) IoU matrix, no subsampling."""
-    labels = RPNTargetSampler().label(nd, nd.array(ious[None])).asnumpy()[0]
+def rule_cls_target(ious, rule=None):
+    """cls_target (+1/0/-1) of a sampler's rule (default: the RPN rule) on a (N, M) IoU
+    matrix, no subsampling."""
+    labels = (rule or RPNTargetSampler()).label(nd, nd.array(ious[None])).asnumpy()[0]
     return np.where(labels > 0, 1., np.where(labels < 0, 0., -1.))
 
 
@@ -248,6 +257,24 @@ def test_generator_ignores_anchors_outside_the_image():
         # a generous border keeps every anchor
         raw = nd.contrib.box_iou(nd.array(anchors), nd.array(real)).asnumpy()
         assert_array_equal(wide[b], rule_cls_target(raw))
+
+
+@pytest.mark.parametrize('kwargs, rule, border', [
+    (dict(pos_iou_thresh=0.6, neg_iou_thresh=0.2),
+     RPNTargetSampler(pos_iou_thresh=0.6, neg_iou_thresh=0.2), 0.),
+    (dict(allowed_border=8), RPNTargetSampler(), 8.),
+    # a given sampler's rule, here one without argmax-forced positives and with a lower
+    # negative bound (an anchor overlapping nothing is ignored)
+    (dict(sampler=QuotaSampler(10 ** 4, neg_iou_thresh_low=0.1, pos_ratio=1.)),
+     QuotaSampler(neg_iou_thresh_low=0.1), 0.)])
+def test_generator_labels_with_its_thresholds_border_and_sampler(kwargs, rule, border):
+    anchors, gt = generator_inputs(3)
+    cls_target = RPNTargetGenerator(**dict(kwargs, num_sample=10 ** 4))(
+        nd.array(gt), nd.array(anchors), nd.array(IM_HW))[0].asnumpy()
+    for b in range(2):
+        real = gt[b][gt[b, :, 0] >= 0]
+        ious = gluoncv_ious(anchors, real, *IM_HW[b], border=border)
+        assert_array_equal(cls_target[b], rule_cls_target(ious, rule))
 
 
 def test_generator_shared_and_per_image_anchors_agree():
@@ -353,11 +380,10 @@ def test_generator_rejects_bad_input_shapes(inputs, name):
 
 
 def test_generator_uses_a_given_sampler():
-    from gluonmine import QuotaSampler
     anchors, gt = generator_inputs(5)
     generator = RPNTargetGenerator(sampler=QuotaSampler(num_sample=20, pos_ratio=0.5))
     cls_target = generator(nd.array(gt), nd.array(anchors), nd.array(IM_HW))[0].asnumpy()
-    assert ((cls_target >= 0).sum(axis=1) <= 20).all()
+    assert_array_equal((cls_target >= 0).sum(axis=1), [20, 20])     # its num_sample
 
 
 def test_gluoncv_generator_reference_runs():
