@@ -21,10 +21,7 @@ def public_classes():
     classes = {getattr(gluonmine, name) for name in gluonmine.__all__
                if inspect.isclass(getattr(gluonmine, name))}
     for module_name in MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
+        module = importlib.import_module(module_name)
         classes.update(obj for name, obj in vars(module).items()
                        if inspect.isclass(obj) and not name.startswith('_')
                        and obj.__module__ == module_name)

@@ -100,7 +100,8 @@ def test_device_targets_take_the_rpn_arguments_of_the_transform():
     generator = install_samplers(net, device_targets=True, num_sample=64, pos_ratio=0.25,
                                  box_norm=(1., 1., 2., 2.), allowed_border=8)
     assert generator.sampler.num_sample == 64 and generator.sampler.max_pos == 16
-    assert generator._stds == (1., 1., 2., 2.)              # pylint: disable=protected-access
+    # pylint: disable=protected-access
+    assert generator._stds == (1., 1., 2., 2.) and generator._allowed_border == 8
     quota = QuotaSampler(num_sample=32)
     assert install_samplers(net, device_targets=True, rpn_sampler=quota).sampler is quota
 
@@ -236,6 +237,9 @@ def test_same_shapes_as_with_gluoncv_samplers(steps):
     for mine, theirs in zip(steps['gluonmine'][:3], steps['gluoncv'][:3]):
         assert [x.shape for x in mine] == [x.shape for x in theirs]
     assert steps['gluonmine'][3].shape == steps['gluoncv'][3].shape
+    for outputs, targets, _, _ in steps.values():       # 256 RPN anchors an image, 128 RoIs
+        assert ((targets[0] >= 0).sum(axis=1) == 256).all()
+        assert ((outputs[3] != 0).sum(axis=1) == 128).all()
 
 
 def test_replacing_the_sampler_of_a_hybridized_net_rebuilds_its_graph():

@@ -10,7 +10,7 @@ from numpy.testing import assert_array_equal
 from scipy import stats
 
 from conftest import (assert_same_outputs, export_and_import, forward_without_host_sync,
-                      random_boxes)
+                      pair_counts, random_boxes)
 from gluonmine._block import SelectionBlock
 from gluonmine.models import tiny_faster_rcnn
 from gluonmine.rcnn_target import RCNNTargetSampler
@@ -177,7 +177,8 @@ def test_fewer_candidates_than_slots():
 
 def test_subsets_are_uniform():
     # 400 copies of one image: 10 positives and 10 negatives; 3 of each are drawn.
-    # Every candidate must be drawn equally often (chi-square), draws independent per image.
+    # Every candidate, and every pair of candidates, must be drawn equally often
+    # (chi-square), so the images draw independently of each other and of their slots.
     gt = np.array([[[0, 0, 100, 100]]] * 400, 'float32')
     pos = [[0, 0, 100, 90 + i] for i in range(10)]                     # IoU >= 0.9
     neg = [[0, 0, 100, 10 + i] for i in range(10)]                     # IoU 0.1 - 0.19
@@ -187,9 +188,16 @@ def test_subsets_are_uniform():
     boxes, samples, _ = run(block, rois, scores, gt)
     assert (samples == [1, 1, 1, -1, -1, -1]).all()     # the gt itself is a positive too
     for part, candidates in [(slice(0, 3), pos + gt[0].tolist()), (slice(3, 6), neg)]:
-        counts = [(boxes[:, part] == c).all(axis=-1).sum() for c in candidates]
-        assert sum(counts) == 1200
+        # (images, candidates): whether the image drew the candidate
+        drawn = np.stack([(boxes[:, part] == c).all(axis=-1).any(axis=-1)
+                          for c in candidates], 1)
+        counts = drawn.sum(axis=0)
+        assert counts.sum() == 1200
         assert stats.chisquare(counts)[1] > 1e-3
+        assert stats.chisquare(pair_counts(map(np.flatnonzero, drawn), len(candidates)))[1] > 1e-3
+    # the appended ground truth: one of 11 positive candidates, in 3/11 of the images
+    drawn_gt = (boxes[:, :3] == gt[0, 0]).all(axis=-1).sum()
+    assert stats.binomtest(int(drawn_gt), 400, 3 / 11).pvalue > 1e-3
 
 
 # ---------------------------------------------------------------- GluonCV 0.10 bugs

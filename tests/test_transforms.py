@@ -9,7 +9,7 @@ from gluoncv.data.batchify import FasterRCNNTrainBatchify, MaskRCNNTrainBatchify
 from gluoncv.data.transforms.presets.rcnn import (FasterRCNNDefaultTrainTransform,
                                                   MaskRCNNDefaultTrainTransform)
 from mxnet import nd
-from numpy.testing import assert_array_equal
+from numpy.testing import assert_allclose, assert_array_equal
 
 from gluonmine.models import tiny_faster_rcnn, tiny_mask_rcnn
 from gluonmine.rpn import RPNTargetGenerator, RPNTargetSampler
@@ -38,8 +38,20 @@ def test_same_outputs_as_gluoncv(net):
         assert all(isinstance(m, np.ndarray) for m in mine)
     cls_target = ours[2][0]
     assert set(np.unique(cls_target)) <= {-1., 0., 1.} and (cls_target == 1).any()
-    # the ignore/positive/negative layout is GluonCV's rule on the same anchors
-    assert (cls_target >= 0).sum() == (theirs[2][0] >= 0).sum()
+    assert (cls_target >= 0).sum() == (theirs[2][0] >= 0).sum()              # 256 sampled
+
+
+def test_targets_equal_gluoncvs_when_nothing_is_subsampled(net):
+    # quotas above the anchor count keep every candidate: with GluonCV's rule, the same
+    # labels, box targets (with a box_norm) and masks, anchor for anchor
+    kwargs = dict(short=128, max_size=224, net=net, flip_p=0., box_norm=(1., 1., 2., 2.))
+    theirs = FasterRCNNDefaultTrainTransform(num_sample=10 ** 6, **kwargs)(IMAGE, LABEL)
+    ours = FasterRCNNTrainTransform(sampler=RPNTargetSampler(10 ** 6, clobber_positives=True),
+                                    **kwargs)(IMAGE, LABEL)
+    assert (ours[2][0] == 1).any() and (ours[2][0] == -1).any()    # anchors over the border
+    for mine, gluon in zip(ours[2:], theirs[2:]):      # cls_target, box_target, box_mask
+        for m, g in zip(mine, gluon):
+            assert_allclose(m, np.asarray(g), rtol=1e-5, atol=1e-5)
 
 
 def test_targets_batchify_like_gluoncv(net):
