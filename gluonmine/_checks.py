@@ -109,6 +109,13 @@ def check_same(name, x, axis, other_name, other, other_axis):
                          'match'.format(name, x.shape, other_name, other.shape, axis, other_axis))
 
 
+def check_same_leading(name, x, other_name, other, axes=2):
+    """Check that two NDArray inputs agree on their first ``axes`` axes: (B, N, ...) and
+    (B, N, ...) by default."""
+    for axis in range(axes):
+        check_same(name, x, axis, other_name, other, axis)
+
+
 def as_list(x):
     """One array, or a list or tuple of them (one per device), as a list."""
     return list(x) if isinstance(x, (list, tuple)) else [x]

@@ -62,8 +62,7 @@ class HardNegativeMiner(SelectionBlock):
     def check_inputs(self, losses, samples):
         _checks.check_shape('losses', losses, '(B, N)')
         _checks.check_shape('samples', samples, '(B, N)')
-        for axis in (0, 1):
-            _checks.check_same('losses', losses, axis, 'samples', samples, axis)
+        _checks.check_same_leading('losses', losses, 'samples', samples)
         return losses, samples
 
     def hybrid_forward(self, F, losses, samples):

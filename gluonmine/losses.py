@@ -211,8 +211,7 @@ class MultiBoxLoss(_LossBlock):
         _checks.check_shape('cls_target', cls_target, '(B, N)')
         _checks.check_shape('box_target', box_target, '(B, N, 4)', last=4)
         for name, x in [('cls_pred', cls_pred), ('box_target', box_target)]:
-            for axis in (0, 1):
-                _checks.check_same(name, x, axis, 'cls_target', cls_target, axis)
+            _checks.check_same_leading(name, x, 'cls_target', cls_target)
         if _checks.is_array(box_pred) and box_pred.size != 4 * cls_target.size:
             raise ValueError('box_pred must hold B * N * 4 = {} entries, got shape {}'.format(
                 4 * cls_target.size, box_pred.shape))
@@ -412,8 +411,7 @@ class RCNNHardExampleLoss(_LossBlock):
         _checks.check_shape('cls_target', cls_target, '(B, N)')
         _checks.check_shape('rois', rois, '(B, N, 4)', last=4)
         for name, x in [('cls_pred', cls_pred), ('rois', rois)]:
-            for axis in (0, 1):
-                _checks.check_same(name, x, axis, 'cls_target', cls_target, axis)
+            _checks.check_same_leading(name, x, 'cls_target', cls_target)
         rows = 'box_indices' if box_indices is not None else 'cls_target'
         reference = box_indices if box_indices is not None else cls_target
         if box_indices is not None:
@@ -422,8 +420,7 @@ class RCNNHardExampleLoss(_LossBlock):
         for name, x in [('box_pred', box_pred), ('box_target', box_target),
                         ('box_mask', box_mask)]:
             _checks.check_shape(name, x, '(B, N, C, 4)', last=4)
-            for axis in (0, 1):
-                _checks.check_same(name, x, axis, rows, reference, axis)
+            _checks.check_same_leading(name, x, rows, reference)
         return cls_pred, box_pred, cls_target, box_target, box_mask, rois, box_indices
 
     def hybrid_forward(self, F, cls_pred, box_pred, cls_target, box_target, box_mask, rois,

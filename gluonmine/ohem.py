@@ -63,9 +63,9 @@ class HardExampleMiner(SelectionBlock):
     max_negatives_per_positive=3)``.
 
     Speed: NMS runs in MXNet's ``contrib.box_nms`` over the hardest
-    ``4 * num_hard_examples`` candidates of each image, and over all of them
-    only in images where that prefix keeps too few (the result is exact
-    either way). Without a limit it visits every candidate, O(N^2).
+    ``_nms.NMS_PREFIX * num_hard_examples`` (2x) candidates of each image,
+    and over all of them only in images where that prefix keeps too few (the
+    result is exact either way). Without a limit it visits every candidate, O(N^2).
 
     Parameters
     ----------
@@ -131,15 +131,13 @@ class HardExampleMiner(SelectionBlock):
         _checks.check_shape('boxes', boxes, '(B, N, 4)', last=4)
         _checks.check_shape('samples', samples, '(B, N)')
         for name, x in [('cls_losses', cls_losses), ('loc_losses', loc_losses), ('boxes', boxes)]:
-            for axis in (0, 1):
-                _checks.check_same(name, x, axis, 'samples', samples, axis)
+            _checks.check_same_leading(name, x, 'samples', samples)
         if not self._by_label:
             return cls_losses, loc_losses, boxes, samples
         if labels is None:
             raise ValueError('labels (B, N) is required with nms_by_label=True')
         _checks.check_shape('labels', labels, '(B, N)')
-        for axis in (0, 1):
-            _checks.check_same('labels', labels, axis, 'samples', samples, axis)
+        _checks.check_same_leading('labels', labels, 'samples', samples)
         return cls_losses, loc_losses, boxes, samples, labels
 
     def hybrid_forward(self, F, cls_losses, loc_losses, boxes, samples, labels=None):
@@ -236,10 +234,12 @@ class OHEMSampler(SelectionBlock, _GluonCVOHEMBase):
     - the ``quota = floor(max(min_samples, ratio * num_positives))`` eligible
       negatives of highest classification loss ``-log p_background`` become
       -1, the others 0. The loss is ranked through the background
-      probability of MXNet's softmax (max-shifted, so it cannot overflow, and
-      it orders candidates exactly as the cross-entropy does); equal scores
-      rank the lower index first (GluonCV's order is unspecified there); a
-      NaN score is never selected.
+      probability of MXNet's softmax, as GluonCV ranks it (max-shifted, so it
+      cannot overflow; a float32 probability orders candidates as the
+      cross-entropy does until it underflows to 0, at a background logit
+      about 87 below the top one: such candidates, the hardest of all, tie);
+      equal scores rank the lower index first (GluonCV's order is
+      unspecified there); a NaN score is never selected.
 
     Shrivastava, Gupta and Girshick, CVPR 2016; as used by SSD (Liu et al.,
     ECCV 2016, Sec. 2.2, "Hard negative mining", ratio 3).
@@ -287,8 +287,7 @@ class OHEMSampler(SelectionBlock, _GluonCVOHEMBase):
             ious = ious.expand_dims(axis=2)                                 # (B, N, 1)
         _checks.check_shape('ious', ious, '(B, N, M)')
         for name, other in [('logits', logits), ('ious', ious)]:
-            for axis in (0, 1):
-                _checks.check_same(name, other, axis, 'x', x, axis)
+            _checks.check_same_leading(name, other, 'x', x)
         return x, logits, _checks.padding_if_empty(ious, axis=2, value=0.)
 
     def hybrid_forward(self, F, x, logits, ious):

@@ -140,8 +140,9 @@ class OHEMFasterRCNN(gluon.Block):
         - **rois**: (B, K, 4) float32 the selected RoIs in descending loss,
           (-1, -1, -1, -1) in empty slots.
         - **samples**: (B, K) float32, +1 positive, -1 negative, 0 empty slot.
-        - **matches**: (B, K) float32 index of the matched ground truth (0
-          unless positive).
+        - **matches**: (B, K) float32 index of the best ground truth of every
+          selected RoI, negatives included (the loss reads positives' only); 0
+          in empty slots.
         - **rpn_score**: (B, A, 1) float32 raw RPN scores of the A anchors.
         - **rpn_box**: (B, A, 4) float32 raw RPN box predictions.
         - **anchors**: (1, A, 4) float32 the anchors (GluonCV's output).

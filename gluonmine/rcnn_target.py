@@ -118,8 +118,7 @@ class RCNNTargetSampler(sampling.QuotaProperties, SelectionBlock, _gluoncv.RCNNT
             raise ValueError('scores must have shape (B, N, 1) or (B, N), got {}'.format(
                 scores.shape))
         _checks.check_shape('gt_boxes', gt_boxes, '(B, M, 4)', last=4)
-        _checks.check_same('scores', scores, 0, 'rois', rois, 0)
-        _checks.check_same('scores', scores, 1, 'rois', rois, 1)
+        _checks.check_same_leading('scores', scores, 'rois', rois)
         _checks.check_same('gt_boxes', gt_boxes, 0, 'rois', rois, 0)
         if _checks.is_array(rois) and rois.shape[0] != self._batch:
             self._batch = rois.shape[0]
