@@ -303,7 +303,7 @@ def trainable(net):
 
 def main(argv=None):
     args = parse_args(argv)
-    run = training.Run('train_faster_rcnn', args, LOSSES)
+    run = training.Run('train_faster_rcnn', args, LOSSES, defaults=vars(parse_args([])))
     ctx, classes = run.ctx, run.classes
     net = build_net(args, classes, ctx)
     samplers = build_sampler(args, net)

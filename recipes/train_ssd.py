@@ -454,7 +454,7 @@ def trainable(net):
 
 def main(argv=None):
     args = parse_args(argv)
-    run = training.Run('train_ssd', args, LOSSES)
+    run = training.Run('train_ssd', args, LOSSES, defaults=vars(parse_args([])))
     ctx, classes = run.ctx, run.classes
     net, size = build_net(args, classes, ctx)
     miner = build_miner(args)

@@ -78,16 +78,19 @@ class Run(object):
         Its flags (those of :func:`arguments.add_common_args` among them).
     losses : list of str
         Names of the losses its step reports.
+    defaults : dict, optional
+        The recipe's defaults (``vars(parse_args([]))``): a flag a checkpoint does
+        not record, added to the recipe after it was written, had its default.
     """
 
-    def __init__(self, recipe, args, losses):
+    def __init__(self, recipe, args, losses, defaults=None):
         self.args = args
         self.dist = parallel.Distributed(args.kvstore)
         parallel.seed_everything(args.seed, self.dist.rank)
         self.paths = report.output_paths(args.save_prefix, self.dist)
         self.saved = checkpoint.load(self.paths['ckpt']) if args.resume else None
         if self.saved:
-            check_resumable(self.saved['args'], args)
+            check_resumable(dict(defaults or {}, **self.saved['args']), args)
         self.logger = report.setup_logger(self.paths['log'], append=args.resume)
         self.logger.info('arguments: %s', vars(args))
         self.start, self.ctx = time.time(), parallel.contexts(args.gpus)

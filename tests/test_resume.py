@@ -7,6 +7,7 @@ a changed flag or a missing checkpoint is refused clearly.
 """
 import json
 import os
+import pickle
 import sys
 
 import numpy as np
@@ -140,6 +141,16 @@ def test_resume_refuses_changed_flags_and_a_missing_checkpoint(voc_root, tmp_pat
             '--lr', '0.1')
     with pytest.raises(SystemExit, match='no checkpoint'):
         run('faster_rcnn', voc_root, tmp_path / 'other', '--resume')
+    # a checkpoint written before a flag existed: the run had the flag's default
+    with open(str(tmp_path / 'run.ckpt'), 'rb') as f:
+        state = pickle.load(f)
+    del state['args']['rpn_min_forced_iou']
+    with open(str(tmp_path / 'run.ckpt'), 'wb') as f:
+        pickle.dump(state, f)
+    run('faster_rcnn', voc_root, tmp_path / 'run', '--max-iters', '1', '--resume')
+    with pytest.raises(SystemExit, match=r'--rpn-min-forced-iou 0\.2 \(checkpoint: 0\.0\)'):
+        run('faster_rcnn', voc_root, tmp_path / 'run', '--max-iters', '1', '--resume',
+            '--rpn-min-forced-iou', '0.2')
     with open(str(tmp_path / 'run.ckpt'), 'wb') as f:
         f.write(b'not a checkpoint')
     with pytest.raises(SystemExit, match='cannot read the checkpoint'):
