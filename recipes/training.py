@@ -84,18 +84,19 @@ class Run(object):
     """
 
     def __init__(self, recipe, args, losses, defaults=None):
-        self.args = args
+        self.recipe, self.args = recipe, args
         self.dist = parallel.Distributed(args.kvstore)
         parallel.seed_everything(args.seed, self.dist.rank)
         self.paths = report.output_paths(args.save_prefix, self.dist)
         self.saved = checkpoint.load(self.paths['ckpt']) if args.resume else None
         if self.saved:
-            check_resumable(dict(defaults or {}, **self.saved['args']), args)
+            check_resumable(recipe, self.saved, args, defaults)
+        # every check before the log is opened: a refused command leaves a run's log alone
+        self.start, self.ctx = time.time(), parallel.contexts(args.gpus)
+        self.train_set, self.val_set, self.classes = loaders.build_datasets(args)
         self.logger = report.setup_logger(self.paths['log'], append=args.resume)
         self.logger.info('arguments: %s', vars(args))
-        self.start, self.ctx = time.time(), parallel.contexts(args.gpus)
         self._plotted = self.start
-        self.train_set, self.val_set, self.classes = loaders.build_datasets(args)
         self.coco = coco_eval.coco_metric(args, len(self.val_set)) if self.dist.rank == 0 else None
         self.report = report.RunReport(recipe, args, self.classes, self.dist, losses)
 
@@ -160,7 +161,8 @@ class Run(object):
         runs on the servers).
         """
         checkpoint.save(self.paths['ckpt'], net, None if self.dist.kv else trainer,
-                        self.paths['params'], args=vars(self.args), epoch=epoch,
+                        self.paths['params'], recipe=self.recipe, args=vars(self.args),
+                        epoch=epoch,
                         finished=finished, seconds=time.time() - self.start,
                         report=self.report.state(), numpy=np.random.get_state(),
                         python=random.getstate())
@@ -213,9 +215,24 @@ RESUME_MAY_CHANGE = ('resume', 'num_workers', 'log_interval', 'val_interval', 'g
                      'dataset_root', 'save_prefix')
 
 
-def check_resumable(saved_args, args):
-    """SystemExit naming each flag of ``args`` that differs from the checkpoint's run
-    (``saved_args``, a dict), other than :data:`RESUME_MAY_CHANGE`."""
+def check_resumable(recipe, saved, args, defaults=None):
+    """SystemExit when the checkpoint ``saved`` is another recipe's, or naming each flag of
+    ``args`` that differs from its run's, other than :data:`RESUME_MAY_CHANGE`.
+
+    A flag the checkpoint does not record was added to the recipe after it was
+    written: the run had its default (``defaults``, a dict). A flag only the
+    checkpoint records belongs to another recipe.
+    """
+    saved_recipe = saved.get('recipe')          # None: written before checkpoints named it
+    if saved_recipe not in (None, recipe):
+        raise SystemExit('--resume: the checkpoint is a {} run, this is {}'.format(
+            saved_recipe, recipe))
+    foreign = sorted(set(saved['args']) - set(vars(args)))
+    if foreign:
+        raise SystemExit('--resume: the checkpoint has flags {} that {} does not: another '
+                         "recipe's run, or an older version's".format(', '.join(foreign),
+                                                                      recipe))
+    saved_args = dict(defaults or {}, **saved['args'])
     changed = ['--{} {} (checkpoint: {})'.format(name.replace('_', '-'), value,
                                                  saved_args.get(name))
                for name, value in sorted(vars(args).items())

@@ -151,6 +151,20 @@ def test_resume_refuses_changed_flags_and_a_missing_checkpoint(voc_root, tmp_pat
     with pytest.raises(SystemExit, match=r'--rpn-min-forced-iou 0\.2 \(checkpoint: 0\.0\)'):
         run('faster_rcnn', voc_root, tmp_path / 'run', '--max-iters', '1', '--resume',
             '--rpn-min-forced-iou', '0.2')
+    # another recipe's checkpoint: by the recipe it names or, naming none, by its flags
+    for recipe, extra, message in [('train_ssd', {}, 'the checkpoint is a train_ssd run'),
+                                   (None, {'miner': 'ohem'}, 'has flags miner that')]:
+        with open(str(tmp_path / 'run.ckpt'), 'wb') as f:
+            pickle.dump(dict(state, recipe=recipe, args=dict(state['args'], **extra)), f)
+        with pytest.raises(SystemExit, match=message):
+            run('faster_rcnn', voc_root, tmp_path / 'run', '--max-iters', '1', '--resume')
+    # a refused command leaves the run's log as it was
+    with open(str(tmp_path / 'run.log')) as f:
+        log = f.read()
+    with pytest.raises(SystemExit, match='--gpus 0'):
+        run('faster_rcnn', voc_root, tmp_path / 'run', '--max-iters', '1', '--gpus', '0')
+    with open(str(tmp_path / 'run.log')) as f:
+        assert f.read() == log and 'done in' in log
     with open(str(tmp_path / 'run.ckpt'), 'wb') as f:
         f.write(b'not a checkpoint')
     with pytest.raises(SystemExit, match='cannot read the checkpoint'):
