@@ -9,6 +9,7 @@ import os
 
 from gluonmine.data import check_class_names
 
+import entry
 from loaders import DATASETS, SYNTHETIC_ROOT
 from parallel import KVSTORES
 
@@ -60,7 +61,7 @@ def add_common_args(parser, save_prefix, epochs, lr, batch_size):
              "'dist_sync' or 'dist_device_sync' for data-parallel training over MXNet's "
              'parameter server, in processes started with its DMLC_* variables '
              '(default: %(default)s)')
-    add('--save-prefix', default=save_prefix, type=RUN,
+    add('--save-prefix', default=save_prefix, type=entry.RUN,
         help='outputs go to PREFIX.params, .ckpt, .json, .png and .log; with several workers '
              'PREFIX-workerR.* (default: %(default)s)')
     add('--log-interval', type=int, default=50,
@@ -112,13 +113,12 @@ def voc_split(text):
     return int(year), name
 
 
-def prefix_of(*extensions):
-    """An argparse ``type`` for a PREFIX the program adds extensions to: a path ending in one
-    of ``extensions`` stands for its prefix (``runs/ssd.params`` -> ``runs/ssd``)."""
-    def prefix(text):
-        root, extension = os.path.splitext(text)
-        return root if extension in extensions else text
-    return prefix
 
 
-RUN = prefix_of('.params', '.json')      # a training run: PREFIX.params beside PREFIX.json
+def check_output(parser, output, run):
+    """Refuse an ``--output`` prefix that is the ``run``'s own: it would overwrite the run's
+    metrics and plot."""
+    if output is not None and run is not None and (
+            os.path.abspath(output) == os.path.abspath(run)):
+        parser.error("--output {} is the run's own prefix: its .json and .png would be "
+                     'overwritten; choose another'.format(output))

@@ -1,6 +1,7 @@
 """What every recipe script needs from the standard library alone: its entry point,
-where Ctrl-C ends the recipe as SIGINT does, without a traceback; and files written
-whole, so that an interruption leaves the previous file or the new one, never half.
+where Ctrl-C ends the recipe as SIGINT does, without a traceback; the PREFIX its
+files share, as the command line names it; and files written whole, so that an
+interruption leaves the previous file or the new one, never half.
 
 Standard library only, so that recipes which import neither gluonmine nor
 GluonCV (``export.py --check``) can use it.
@@ -37,6 +38,18 @@ def run_script(main, unreported):
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
         sys.exit(130)           # where SIGINT's default action does not end the process
+
+
+def prefix_of(*extensions):
+    """An argparse ``type`` for a PREFIX the program adds extensions to: a path ending in one
+    of ``extensions`` stands for its prefix (``runs/ssd.params`` -> ``runs/ssd``)."""
+    def prefix(text):
+        root, extension = os.path.splitext(text)
+        return root if extension in extensions else text
+    return prefix
+
+
+RUN = prefix_of('.params', '.json')      # a training run: PREFIX.params beside PREFIX.json
 
 
 def write_whole(path, write):

@@ -14,6 +14,7 @@ Writes ``PREFIX-eval.json``, ``.png`` and ``.log`` (or ``--output``).
     python recipes/evaluate.py runs/voc_frcnn --dataset voc --dataset-root ~/VOCdevkit --gpus 0
 """
 import argparse
+import os
 import time
 
 import arguments
@@ -34,7 +35,7 @@ RECIPES = {'train_faster_rcnn': train_faster_rcnn, 'train_ssd': train_ssd}
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     add = parser.add_argument
-    add('prefix', type=arguments.RUN,
+    add('prefix', type=entry.RUN,
         help="a training run's --save-prefix (PREFIX.json and PREFIX.params), or either file")
     add('--dataset', choices=loaders.DATASETS, default=None,
         help="evaluate on this dataset's validation split (default: the run's)")
@@ -48,9 +49,10 @@ def parse_args(argv=None):
         help='GPU ids, one image each at a time (default: none, the CPU)')
     add('--num-workers', type=int, default=0,
         help='DataLoader worker processes (default: %(default)s)')
-    add('--output', default=None, type=arguments.prefix_of('.json', '.png', '.log'),
+    add('--output', default=None, type=entry.prefix_of('.json', '.png', '.log'),
         help='write OUTPUT.json, OUTPUT.png and OUTPUT.log (default: PREFIX-eval)')
     args = parser.parse_args(argv)
+    arguments.check_output(parser, args.output, args.prefix)
     if args.num_val_images not in (None, 'all') and not (
             args.num_val_images.isdigit() and int(args.num_val_images) >= 1):
         parser.error("--num-val-images takes a number >= 1 or 'all', got {!r}".format(
@@ -83,12 +85,13 @@ def main(argv=None):
     args = parse_args(argv)
     run = report.read_run(args.prefix, RECIPES)
     flags = settings(run, args)
-    output = args.output or args.prefix + '-eval'
-    logger = report.setup_logger(output + '.log')
-    logger.info('arguments: %s', vars(args))
     _, val_set, classes = loaders.build_datasets(flags, train=False)
     report.check_run_classes(run, classes, flags.dataset)
     ctx = parallel.contexts(args.gpus)
+    output = args.output or args.prefix + '-eval'
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    logger = report.setup_logger(output + '.log')
+    logger.info('arguments: %s', vars(args))
     net, loader = RECIPES[run['recipe']].build_evaluation(flags, classes, ctx, val_set)
     checkpoint.load_parameters(net, args.prefix + '.params', ctx)
     coco = coco_eval.coco_metric(flags, len(val_set))

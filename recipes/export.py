@@ -30,7 +30,7 @@ import mxnet as mx
 import numpy as np
 
 import checkpoint
-from entry import run_script
+from entry import RUN, run_script
 
 FORMAT_VERSION = 1
 DETECTORS = ('faster_rcnn', 'ssd')
@@ -41,9 +41,10 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--params', nargs='*', default=[],
-                        help='params files written by train_faster_rcnn.py or train_ssd.py; '
-                             'the metrics JSON beside each (PREFIX.json) names the recipe, '
+    parser.add_argument('--params', nargs='*', default=[], type=RUN, metavar='RUN',
+                        help='runs of train_faster_rcnn.py or train_ssd.py, each its '
+                             '--save-prefix PREFIX (or PREFIX.params, PREFIX.json): '
+                             'PREFIX.params holds the weights, PREFIX.json names the recipe, '
                              'network and classes (default: none)')
     parser.add_argument('--fresh', nargs='*', choices=DETECTORS, default=[],
                         help='also export these tiny detectors freshly initialised (seeded), '
@@ -125,17 +126,22 @@ def selection_examples(rng):
              ('rois', anchors)], False)}
 
 
-def load_detector(path, seed):
-    """(detector, net, image shape) of a params file written by a training recipe."""
-    prefix = os.path.splitext(path)[0]
+def load_detector(prefix, seed):
+    """(detector, net, image shape) of a training recipe's run: PREFIX.params, described by
+    PREFIX.json."""
+    path = prefix + '.params'
+    if not os.path.isfile(path):
+        raise SystemExit('--params {}: no {} (a run writes PREFIX.params and PREFIX.json '
+                         'under its --save-prefix PREFIX)'.format(prefix, path))
     try:
         with open(prefix + '.json') as f:
             metrics = json.load(f)
     except (OSError, ValueError):
         raise SystemExit('{} needs the metrics JSON its recipe wrote beside it ({}.json)'
                          .format(path, prefix))
+    # an evaluation's JSON names the recipe too, but holds neither classes nor flags
     detector = RECIPES.get(metrics.get('recipe'))
-    if detector is None:
+    if detector is None or not {'classes', 'args'} <= set(metrics):
         raise SystemExit('{}.json was not written by train_faster_rcnn.py or train_ssd.py'
                          .format(prefix))
     net, shape = build_detector(detector, metrics['classes'], seed,
@@ -171,7 +177,7 @@ def detector_examples(args):
     """
     # pylint: disable=import-outside-toplevel
     from gluonmine.data import CLASSES
-    nets = [load_detector(path, args.seed) + (path,) for path in args.params]
+    nets = [load_detector(prefix, args.seed) + (prefix + '.params',) for prefix in args.params]
     nets += [(detector,) + build_detector(detector, list(CLASSES), args.seed) + ('fresh',)
              for detector in args.fresh]
     kinds = collections.Counter(detector for detector, _, _, _ in nets)

@@ -26,7 +26,13 @@ def build_datasets(args, train=True):
     """
     root = os.path.expanduser(args.dataset_root)
     if args.dataset == 'synthetic':
-        make_synthetic_voc(root)
+        try:
+            make_synthetic_voc(root)
+        except ValueError:                  # another dataset there: never offer to remove it
+            raise SystemExit('--dataset synthetic: {} holds another dataset than the synthetic '
+                             'one this gluonmine makes; read VOC-format data with --dataset '
+                             'voc, COCO with --dataset coco, or give the synthetic one a '
+                             'folder of its own'.format(root))
         train_set = SyntheticVOCDetection(root, splits=((2007, 'train'),)) if train else None
         val = SyntheticVOCDetection(root, splits=((2007, 'val'),))
     elif args.dataset == 'voc':

@@ -58,7 +58,7 @@ MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     add = parser.add_argument
-    add('--run', default=None, type=arguments.RUN,
+    add('--run', default=None, type=entry.RUN,
         help="a train_faster_rcnn.py or train_ssd.py run's --save-prefix: its network and "
              'weights (default: an untrained tiny network)')
     add('--recipe', choices=('faster_rcnn', 'ssd'), default='faster_rcnn',
@@ -70,9 +70,11 @@ def parse_args(argv=None):
     add('--images', type=int, nargs='+', default=[0, 1, 2],
         help='indices of training images (default: %(default)s)')
     add('--seed', type=int, default=0, help='seed of the random samplers (default: %(default)s)')
-    add('--output', default=None, type=arguments.prefix_of('.png', '.json'),
+    add('--output', default=None, type=entry.prefix_of('.png', '.json'),
         help='write OUTPUT.png and OUTPUT.json (default: PREFIX-samples or runs/samples)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    arguments.check_output(parser, args.output, args.run)
+    return args
 
 
 def build(args):
@@ -87,6 +89,8 @@ def build(args):
     for name in ('dataset', 'dataset_root'):
         if getattr(args, name) is not None:
             flags[name] = getattr(args, name)
+    if run and flags['dataset'] == 'voc':     # a VOC-format set read for the run's classes
+        flags['classes'] = run['classes']
     flags = argparse.Namespace(**dict(flags, batch_size=1, num_train_images=None))
     train_set, _, classes = loaders.build_datasets(flags)
     if run:

@@ -178,8 +178,9 @@ def build_val_loader(args, net, val_set, ctx):
 
 
 def build_evaluation(args, classes, ctx, val_set):
-    """(net, validation loader) as training builds them, for recipes/evaluate.py."""
-    net = build_net(args, classes, ctx)
+    """(net, validation loader) as training builds them, for recipes/evaluate.py; the net
+    for one image a device, as the validation batches hold, on any number of devices."""
+    net = build_net(argparse.Namespace(**dict(vars(args), batch_size=len(ctx))), classes, ctx)
     return net, build_val_loader(args, net, val_set, ctx)
 
 

@@ -30,11 +30,15 @@ def train(recipe, voc_root, prefix):
 
 
 @pytest.mark.parametrize('recipe', ['faster_rcnn', 'ssd'])
-def test_evaluation_repeats_the_runs_own(voc_root, tmp_path, recipe):
+def test_evaluation_repeats_the_runs_own(voc_root, tmp_path, recipe, cpu_devices):
     prefix = str(tmp_path / recipe)
     trained = train(recipe, voc_root, prefix)
+    # on more devices than the run's batch of 2 too, into a folder of its own
+    spread = evaluate.main([prefix, '--gpus', '0', '1', '2', '--output',
+                            str(tmp_path / 'new' / 'three')])
     result = evaluate.main([prefix])
     assert result['map'] == trained['final']['map']            # same net, images and code
+    assert spread['map'] == result['map']
     assert result['map']['mAP'] > 0                             # detections were compared
     assert result['images'] == 8 and result['recipe'] == 'train_' + recipe
     with open(prefix + '-eval.json') as f:
@@ -60,6 +64,8 @@ def test_other_images_and_bad_runs(voc_root, tmp_path):
         str(tmp_path / name) for name in ('named.json', 'named.log', 'named.png')]
     with pytest.raises(SystemExit):
         evaluate.parse_args([prefix, '--num-val-images', '0'])
+    with pytest.raises(SystemExit):                     # would overwrite the run's files
+        evaluate.parse_args([prefix, '--output', prefix + '.json'])
     with pytest.raises(SystemExit, match='no training run'):
         evaluate.main([str(tmp_path / 'missing')])
     with open(prefix + '.json') as f:

@@ -42,9 +42,9 @@ def exported(tmp_path_factory, voc_root):
     train_faster_rcnn.main(tiny + ['--save-prefix', str(root / 'frcnn_ohem'),
                                    '--rcnn-sampler', 'ohem'])
     folder = root / 'out'
-    manifest = export.main(['--params'] + [str(root / (run + '.params'))
-                                           for run in ('ssd', 'frcnn', 'frcnn_ohem')]
-                           + ['--output', str(folder), '--seed', '3'])
+    # a run named by its prefix, its params file or its metrics JSON
+    manifest = export.main(['--params'] + [str(root / run) for run in (
+        'ssd', 'frcnn.params', 'frcnn_ohem.json')] + ['--output', str(folder), '--seed', '3'])
     return folder, manifest
 
 
@@ -148,3 +148,11 @@ def test_params_without_their_metrics_exit_clearly(tmp_path):
     (tmp_path / 'net.params').write_bytes(b'')
     with pytest.raises(SystemExit, match='metrics JSON'):
         export.main(['--params', str(tmp_path / 'net.params'), '--output', str(tmp_path / 'o')])
+    with pytest.raises(SystemExit, match='no .*missing.params'):
+        export.main(['--params', str(tmp_path / 'missing'), '--output', str(tmp_path / 'o')])
+    # an evaluation's JSON names a recipe, but is no run's
+    (tmp_path / 'run-eval.params').write_bytes(b'')
+    (tmp_path / 'run-eval.json').write_text('{"recipe": "train_faster_rcnn", "map": {}}')
+    with pytest.raises(SystemExit, match='was not written by train_faster_rcnn.py'):
+        export.main(['--params', str(tmp_path / 'run-eval.json'), '--output',
+                     str(tmp_path / 'o')])

@@ -221,9 +221,12 @@ def test_voc_flags_are_checked(flags, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_missing_layouts_exit_naming_what_is_missing(tmp_path, monkeypatch):
+def test_missing_layouts_exit_naming_what_is_missing(tmp_path, monkeypatch, vocdevkit):
     with pytest.raises(SystemExit, match='VOC2012.*trainval.txt'):
         _datasets('voc', str(tmp_path))
+    # a real devkit read as the synthetic set (no --dataset voc): said so, left alone
+    with pytest.raises(SystemExit, match='holds another dataset.*--dataset voc'):
+        _datasets('synthetic', vocdevkit)
     (tmp_path / 'val2017').mkdir()
     with pytest.raises(SystemExit, match=r'COCO 2017 .*missing: \S*instances_train2017.json, '
                                          r'\S*train2017, \S*instances_val2017.json$'):
