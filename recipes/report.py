@@ -173,8 +173,10 @@ def read_run(prefix, recipes):
     when PREFIX holds no run of one of ``recipes`` (their names, e.g. 'train_ssd')."""
     path = prefix + '.json'
     if not os.path.isfile(path) or not os.path.isfile(prefix + '.params'):
+        workers = ' (a run of several workers: each has its own, {}-worker0 first)'.format(
+            prefix) if os.path.isfile(prefix + '-worker0.json') else ''
         raise SystemExit('{}: no training run there (PREFIX.json and PREFIX.params, written '
-                         'by recipes/train_*.py --save-prefix PREFIX)'.format(prefix))
+                         'by recipes/train_*.py --save-prefix PREFIX){}'.format(prefix, workers))
     with open(path) as f:
         run = json.load(f)
     if run.get('recipe') not in recipes:

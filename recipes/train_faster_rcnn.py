@@ -36,8 +36,8 @@ from gluonmine.models import tiny_faster_rcnn, tiny_faster_rcnn_fpn
 from gluonmine.rpn import RPNTargetSampler
 from gluonmine.transforms import FasterRCNNTrainTransform
 
-# --network: GluonCV model-zoo builders, without any pretrained weights
-# --network: the tiny networks' builders, then GluonCV model zoo names
+# --network: the tiny networks' builders, then GluonCV model zoo names (built without any
+# pretrained weights)
 TINY_NETWORKS = {'tiny': tiny_faster_rcnn, 'tiny_fpn': tiny_faster_rcnn_fpn}
 ZOO_NETWORKS = {'resnet50_v1b': 'faster_rcnn_resnet50_v1b_voc',
                 'resnet101_v1d': 'faster_rcnn_resnet101_v1d_voc',

@@ -146,7 +146,8 @@ class NMSHardNegativeMiner(gluon.HybridBlock):
     ``HardExampleMiner``), until ``max_negatives`` are kept; then SSD's quota
     (Liu et al., ECCV 2016, Sec. 2.2) keeps the ``floor(neg_pos_ratio *
     num_pos)`` hardest of them (``HardNegativeMiner``). Every positive stays.
-    With ``iou_threshold=1`` this is SSD's hard negative mining.
+    With ``iou_threshold=1`` this is SSD's hard negative mining, as long as the
+    quota stays within ``max_negatives``.
 
     Parameters
     ----------

@@ -68,6 +68,11 @@ def test_other_images_and_bad_runs(voc_root, tmp_path):
         evaluate.parse_args([prefix, '--output', prefix + '.json'])
     with pytest.raises(SystemExit, match='no training run'):
         evaluate.main([str(tmp_path / 'missing')])
+    # a dist_sync run's prefix: its workers' runs are named
+    for extension in ('.json', '.params'):
+        shutil.copy(prefix + extension, str(tmp_path / ('dist-worker0' + extension)))
+    with pytest.raises(SystemExit, match='several workers.*dist-worker0 first'):
+        evaluate.main([str(tmp_path / 'dist')])
     with open(prefix + '.json') as f:
         run = json.load(f)
     with open(prefix + '.json', 'w') as f:
