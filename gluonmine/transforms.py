@@ -21,6 +21,60 @@ from .rpn import RPNTargetGenerator
 _GENERATOR_LOCK = threading.Lock()
 
 
+# The parameters both transforms document alike, filled into their docstrings by
+# _document (``{network}``: the net's GluonCV class; ``{returned}``: what
+# device_targets=True returns)
+_LEADING_PARAMETERS = """\
+    short : int or tuple of int, default 600
+        Shorter image side after resizing; a (low, high) tuple draws it at random.
+    max_size : int, default 1000
+        Longest image side after resizing.
+    net : gluoncv {network}, default None
+        The network, for its anchors and feature shapes; ``None`` makes no targets.
+    mean : tuple of 3 float, default (0.485, 0.456, 0.406)
+        Pixel mean subtracted after scaling to [0, 1].
+    std : tuple of 3 float, default (0.229, 0.224, 0.225)
+        Pixel standard deviation divided by.
+    box_norm : tuple of 4 float, default (1., 1., 1., 1.)
+        Divisors of the encoded box targets.
+    num_sample : int, default 256
+        Anchors sampled per image (default sampler).
+    pos_iou_thresh : float, default 0.7
+        Smallest IoU of a positive anchor (default sampler).
+    neg_iou_thresh : float, default 0.3
+        Negatives have IoU below this (default sampler).
+    pos_ratio : float, default 0.5
+        Fraction of ``num_sample`` positives may take (default sampler).
+"""
+_TRAILING_PARAMETERS = """\
+    ashape : int, default 128
+        Side of the precomputed anchor map.
+    multi_stage : bool, default False
+        Whether the network has several feature levels (FPN).
+    allowed_border : float, default 0
+        Pixels an anchor may reach beyond the image before it is ignored.
+    sampler : RPNTargetSampler or QuotaSampler, default None
+        The RPN sampler; ``None`` builds the default one from the arguments above.
+    device_targets : bool, default False
+        Return ``{returned}`` only; make targets on the device instead.
+    seed_from_numpy : bool, default False
+        Seed ``mx.random`` of the process making the targets before each
+        image's draws, from ``numpy.random``.
+"""
+
+
+def _document(network, returned):
+    """Class decorator: the shared parameter entries filled into a transform's docstring."""
+    def decorate(cls):
+        if cls.__doc__ is None:                         # python -OO strips docstrings
+            return cls
+        cls.__doc__ = cls.__doc__.format(
+            leading_parameters=_LEADING_PARAMETERS.format(network=network),
+            trailing_parameters=_TRAILING_PARAMETERS.format(returned=returned))
+        return cls
+    return decorate
+
+
 class _RPNTargets(object):
     """What gluonmine's transforms change in GluonCV's: the RPN targets of one image.
 
@@ -30,6 +84,14 @@ class _RPNTargets(object):
     between threads and ``mx.random`` reseeded once in each worker process,
     or before each image from ``numpy.random`` (``seed_from_numpy``).
     """
+
+    @staticmethod
+    def _build_generator(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio, box_norm,
+                         allowed_border, sampler):
+        """The RPNTargetGenerator of the constructor's arguments; built before GluonCV's
+        ``__init__``, it builds the default sampler and rejects any other kind first."""
+        return RPNTargetGenerator(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio,
+                                  stds=box_norm, allowed_border=allowed_border, sampler=sampler)
 
     def _init_targets(self, generator, device_targets, seed_from_numpy):
         """Call at the end of ``__init__``, with the generator built from its arguments."""
@@ -81,6 +143,7 @@ class _RPNTargets(object):
         mx.random.seed((self._seed + 1000003 * worker) % (2 ** 31 - 1))
 
 
+@_document('FasterRCNN', '(img, bbox)')
 class FasterRCNNTrainTransform(_RPNTargets, FasterRCNNDefaultTrainTransform):
     """GluonCV's ``FasterRCNNDefaultTrainTransform`` with a pluggable RPN sampler.
 
@@ -111,52 +174,17 @@ class FasterRCNNTrainTransform(_RPNTargets, FasterRCNNDefaultTrainTransform):
 
     Parameters
     ----------
-    short : int or tuple of int, default 600
-        Shorter image side after resizing; a (low, high) tuple draws it at random.
-    max_size : int, default 1000
-        Longest image side after resizing.
-    net : gluoncv FasterRCNN, default None
-        The network, for its anchors and feature shapes; ``None`` makes no targets.
-    mean : tuple of 3 float, default (0.485, 0.456, 0.406)
-        Pixel mean subtracted after scaling to [0, 1].
-    std : tuple of 3 float, default (0.229, 0.224, 0.225)
-        Pixel standard deviation divided by.
-    box_norm : tuple of 4 float, default (1., 1., 1., 1.)
-        Divisors of the encoded box targets.
-    num_sample : int, default 256
-        Anchors sampled per image (default sampler).
-    pos_iou_thresh : float, default 0.7
-        Smallest IoU of a positive anchor (default sampler).
-    neg_iou_thresh : float, default 0.3
-        Negatives have IoU below this (default sampler).
-    pos_ratio : float, default 0.5
-        Fraction of ``num_sample`` positives may take (default sampler).
-    flip_p : float, default 0.5
+{leading_parameters}    flip_p : float, default 0.5
         Probability of a horizontal flip.
-    ashape : int, default 128
-        Side of the precomputed anchor map.
-    multi_stage : bool, default False
-        Whether the network has several feature levels (FPN).
-    allowed_border : float, default 0
-        Pixels an anchor may reach beyond the image before it is ignored.
-    sampler : RPNTargetSampler or QuotaSampler, default None
-        The RPN sampler; ``None`` builds the default one from the arguments above.
-    device_targets : bool, default False
-        Return ``(img, bbox)`` only; make targets on the device instead.
-    seed_from_numpy : bool, default False
-        Seed ``mx.random`` of the process making the targets before each
-        image's draws, from ``numpy.random``.
-    """
+{trailing_parameters}    """
 
     def __init__(self, short=600, max_size=1000, net=None, mean=(0.485, 0.456, 0.406),
                  std=(0.229, 0.224, 0.225), box_norm=(1., 1., 1., 1.), num_sample=256,
                  pos_iou_thresh=0.7, neg_iou_thresh=0.3, pos_ratio=0.5, flip_p=0.5, ashape=128,
                  multi_stage=False, allowed_border=0, sampler=None, device_targets=False,
                  seed_from_numpy=False):
-        # the generator builds the default sampler and rejects any other kind
-        generator = RPNTargetGenerator(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio,
-                                       stds=box_norm, allowed_border=allowed_border,
-                                       sampler=sampler)
+        generator = self._build_generator(num_sample, pos_iou_thresh, neg_iou_thresh,
+                                          pos_ratio, box_norm, allowed_border, sampler)
         _checks.check_number('flip_p', flip_p, 0., 1.)
         super(FasterRCNNTrainTransform, self).__init__(
             short, max_size, None if device_targets else net, mean, std, box_norm, num_sample,
@@ -164,6 +192,7 @@ class FasterRCNNTrainTransform(_RPNTargets, FasterRCNNDefaultTrainTransform):
         self._init_targets(generator, device_targets, seed_from_numpy)
 
 
+@_document('MaskRCNN', '(img, bbox, masks)')
 class MaskRCNNTrainTransform(_RPNTargets, MaskRCNNDefaultTrainTransform):
     """GluonCV's ``MaskRCNNDefaultTrainTransform`` with a pluggable RPN sampler.
 
@@ -186,49 +215,15 @@ class MaskRCNNTrainTransform(_RPNTargets, MaskRCNNDefaultTrainTransform):
 
     Parameters
     ----------
-    short : int or tuple of int, default 600
-        Shorter image side after resizing; a (low, high) tuple draws it at random.
-    max_size : int, default 1000
-        Longest image side after resizing.
-    net : gluoncv MaskRCNN, default None
-        The network, for its anchors and feature shapes; ``None`` makes no targets.
-    mean : tuple of 3 float, default (0.485, 0.456, 0.406)
-        Pixel mean subtracted after scaling to [0, 1].
-    std : tuple of 3 float, default (0.229, 0.224, 0.225)
-        Pixel standard deviation divided by.
-    box_norm : tuple of 4 float, default (1., 1., 1., 1.)
-        Divisors of the encoded box targets.
-    num_sample : int, default 256
-        Anchors sampled per image (default sampler).
-    pos_iou_thresh : float, default 0.7
-        Smallest IoU of a positive anchor (default sampler).
-    neg_iou_thresh : float, default 0.3
-        Negatives have IoU below this (default sampler).
-    pos_ratio : float, default 0.5
-        Fraction of ``num_sample`` positives may take (default sampler).
-    ashape : int, default 128
-        Side of the precomputed anchor map.
-    multi_stage : bool, default False
-        Whether the network has several feature levels (FPN).
-    allowed_border : float, default 0
-        Pixels an anchor may reach beyond the image before it is ignored.
-    sampler : RPNTargetSampler or QuotaSampler, default None
-        The RPN sampler; ``None`` builds the default one from the arguments above.
-    device_targets : bool, default False
-        Return ``(img, bbox, masks)`` only; make targets on the device instead.
-    seed_from_numpy : bool, default False
-        Seed ``mx.random`` of the process making the targets before each
-        image's draws, from ``numpy.random``.
-    """
+{leading_parameters}{trailing_parameters}    """
 
     def __init__(self, short=600, max_size=1000, net=None, mean=(0.485, 0.456, 0.406),
                  std=(0.229, 0.224, 0.225), box_norm=(1., 1., 1., 1.), num_sample=256,
                  pos_iou_thresh=0.7, neg_iou_thresh=0.3, pos_ratio=0.5, ashape=128,
                  multi_stage=False, allowed_border=0, sampler=None, device_targets=False,
                  seed_from_numpy=False):
-        generator = RPNTargetGenerator(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio,
-                                       stds=box_norm, allowed_border=allowed_border,
-                                       sampler=sampler)
+        generator = self._build_generator(num_sample, pos_iou_thresh, neg_iou_thresh,
+                                          pos_ratio, box_norm, allowed_border, sampler)
         super(MaskRCNNTrainTransform, self).__init__(
             short, max_size, None if device_targets else net, mean, std, box_norm, num_sample,
             pos_iou_thresh, neg_iou_thresh, pos_ratio, ashape, multi_stage)
