@@ -71,6 +71,14 @@ def test_fewer_negatives_than_the_quota_keeps_them_all():
     assert_array_equal(mine([[1, 2, 3]], [[1, -1, -1]], 3), [[1, -1, -1]])
 
 
+
+def test_a_quota_one_past_the_fast_top_k_is_exact():
+    # 257 negatives kept of 300: one more than the top-k cut (256) the miner tries first
+    losses = np.random.RandomState(0).permutation(300).astype('float32')[None]
+    got = mine(losses, -np.ones((1, 300), 'float32'), 3, min_negatives=257)
+    assert_array_equal(got[0], np.where(losses[0] >= 300 - 257, -1, 0))
+
+
 @pytest.mark.parametrize('positive', [0.01, 0.1, 0.4], ids=['small', 'past-top-k', 'most'])
 def test_matches_the_reference_on_random_inputs(positive):
     # quotas from ~30 to past the top-k of 256 (the full-sort path) and past the negatives;

@@ -221,6 +221,30 @@ def test_rcnn_loss_nms_suppresses_duplicates():
     assert_array_equal(indices.asnumpy()[:, :3], [[0, 2, -1]])
 
 
+
+def test_rcnn_loss_default_miner_ranks_by_the_loss_it_trains():
+    # lambd weights the box loss in the miner too: RoI 0 has cls ln(1 + e^2) = 2.13 and
+    # no box loss, RoI 1 cls ln 2 = 0.69 and box loss 6; with lambd 0.1, 0 is the harder
+    cls_pred = nd.array([[[2, 0], [0, 0]]])
+    box_pred = nd.zeros((1, 2, 1, 4))
+    box_pred[0, 1] = 2                                          # smooth L1 1.5, 4 times
+    rois = nd.array([[[0, 0, 10, 10], [20, 20, 30, 30]]])
+    out = RCNNHardExampleLoss(lambd=0.1)(cls_pred, box_pred, nd.array([[1, 1]]),
+                                         nd.zeros((1, 2, 1, 4)), nd.ones((1, 2, 1, 4)), rois)
+    assert_array_equal(out[3].asnumpy()[0, :3], [0, 1, -1])
+
+
+def test_rcnn_loss_of_a_batch_with_nothing_labelled_is_zero():
+    # no labelled RoI: every loss 0 (divided by at least one RoI an image), not 0 / 0
+    rois = nd.array(np.tile(np.float32([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]]),
+                            (2, 1, 1)))
+    zeros = nd.zeros((2, 3, 1, 4))
+    out = RCNNHardExampleLoss()(nd.zeros((2, 3, 2)), zeros, -nd.ones((2, 3)), zeros, zeros,
+                                rois)
+    for loss in out[:3]:
+        assert_array_equal(loss.asnumpy(), [0, 0])
+
+
 def test_rcnn_loss_equals_a_numpy_statement():
     inputs = rcnn_inputs(np.random.RandomState(7))
     miner = HardExampleMiner(16, 0.5, 'both', 1., 0.5)

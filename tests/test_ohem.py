@@ -230,6 +230,16 @@ def test_nms_by_label_suppresses_only_within_a_label():
     assert_array_equal(indices, [[4, 1, 2, 0, -1]])
 
 
+
+def test_nan_or_infinite_label_never_selected():
+    # with nms_by_label the labels are inputs too: a candidate whose label is NaN (1) or
+    # infinite (4) is never selected, however hard
+    labels = np.float32([[0, NAN, 1, 1, INF]])
+    indices, mask = mine(TOY + [labels], num_hard_examples=5, loss_type='cls', nms_by_label=True)
+    assert_array_equal(indices, [[2, 0, 3, -1, -1]])
+    assert_array_equal(mask, [[1, 0, 1, 1, 0]])
+
+
 def test_batch_scope_counts_over_all_images():
     # image 1 has losses twice image 0's: the 3 hardest of the batch are 4, 1, 2 of image 1;
     # equal losses across images go to the lower image first
@@ -293,6 +303,27 @@ def test_prefix_too_short_falls_back_to_whole_rows():
     got = mine(inputs, num_hard_examples=3, loss_type='cls')
     assert_array_equal(got[0], reference_mine(*inputs, num_hard_examples=3, loss_type='cls')[0])
     assert_array_equal(got[0][0], [0, 40, 41])
+
+
+
+def test_a_prefix_one_short_falls_back_too():
+    # k 3, the hardest 2 * 3 = 6: 1..4 duplicate 0, so the prefix keeps 0 and 5, one
+    # short; 6, past the prefix, must still be found
+    a, b, c = [0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]
+    boxes = np.float32([[a, a, a, a, a, b, c]])
+    cls = np.float32([[7, 6, 5, 4, 3, 2, 1]])
+    inputs = [cls, np.zeros_like(cls), boxes, -np.ones_like(cls)]
+    assert_array_equal(mine(inputs, num_hard_examples=3, loss_type='cls')[0], [[0, 5, 6]])
+
+
+def test_a_zero_loss_past_the_prefix_is_still_a_candidate():
+    # loss_type 'loc': negatives have loc loss 0, a real value, selectable after the
+    # positives; the prefix (0..3, one box) keeps only 0
+    a, b, c = [0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]
+    loc = np.float32([[4, 3, 2, 1, 0, 0]])
+    inputs = [np.zeros_like(loc), loc, np.float32([[a, a, a, a, b, c]]),
+              np.float32([[1, 1, 1, 1, -1, -1]])]
+    assert_array_equal(mine(inputs, num_hard_examples=2, loss_type='loc')[0], [[0, 4]])
 
 
 def test_equal_losses_on_a_long_row_keep_index_order():
@@ -433,6 +464,33 @@ def test_ohem_sampler_min_samples_and_no_positives():
     assert_array_equal(OHEMSampler(3)(x, logits, ious).asnumpy(), [[0, 0, 0, 0]])
     assert_array_equal(OHEMSampler(3, min_samples=2)(x, logits, ious).asnumpy(),
                        [[0, 0, -1, -1]])
+
+
+
+def test_ohem_sampler_iou_at_thresh_is_not_eligible():
+    # a negative must overlap every ground truth below thresh: 1, the hardest, sits at it
+    x = nd.array([[0, -1, -1]])
+    logits = nd.array(background_logits([[0.5, 0.1, 0.6]]))
+    ious = nd.array([[[0.9], [0.5], [0.1]]])
+    assert_array_equal(OHEMSampler(1, thresh=0.5)(x, logits, ious).asnumpy(), [[1, 0, -1]])
+
+
+def test_ohem_sampler_a_nan_logit_on_a_long_row_leaves_the_rest_selected():
+    # 300 anchors (past MXNet's fast top-k), 60 positives, one NaN logit: the 60 hardest
+    # of the other negatives, by background probability
+    n, num_pos = 300, 60
+    x = -np.ones((1, n), 'float32')
+    x[0, :num_pos] = 0
+    logits = np.random.RandomState(0).randn(1, n, 3).astype('float32')
+    logits[0, num_pos + 3, 0] = NAN
+    got = OHEMSampler(1)(nd.array(x), nd.array(logits), nd.zeros((1, n, 1))).asnumpy()[0]
+    p = np.exp(logits[0] - logits[0].max(axis=-1, keepdims=True))
+    background = p[:, 0] / p.sum(axis=-1)
+    background[:num_pos] = background[num_pos + 3] = np.inf       # never negatives
+    want = np.zeros(n)
+    want[:num_pos] = 1
+    want[np.argsort(background, kind='stable')[:num_pos]] = -1
+    assert_array_equal(got, want)
 
 
 def ssd_inputs(rng, batch, n, m=8, classes=21, positive=0.02):

@@ -71,9 +71,9 @@ def iou(boxes, gt):
     return np.where((gt[None, :, 0] >= 0) & (inter > 0), inter / np.maximum(union, 1e-12), 0)
 
 
-@pytest.fixture(scope='module')
-def step():
-    """One OHEM step and the dense reference on the same net and batch (eager)."""
+def ohem_and_dense(lambd=1.):
+    """One OHEM step and the dense reference on the same net and batch (eager), the box
+    loss weighted by ``lambd`` in both."""
     mx.random.seed(0)
     # GluonCV's forward with room for every candidate: the sampler keeps them all
     net = tiny_net(num_sample=CANDIDATES, pos_ratio=1.0)
@@ -82,7 +82,7 @@ def step():
     x = images()
     with autograd.train_mode():
         net(x, GT_BOXES, GT_LABELS)                    # deferred initialization
-    ohem = OHEMFasterRCNN(net)
+    ohem = OHEMFasterRCNN(net, lambd=lambd)
     net.collect_params().zero_grad()
     with autograd.record():
         out = ohem(x, GT_BOXES, GT_LABELS)
@@ -90,13 +90,33 @@ def step():
     loss.backward()
     ours = gradients(net)
     net.collect_params().zero_grad()
-    dense = RCNNHardExampleLoss(HardExampleMiner(64, 0.7, 'both', 1., 1.))
+    dense = RCNNHardExampleLoss(HardExampleMiner(64, 0.7, 'both', 1., lambd), lambd=lambd)
     with autograd.record():
         outputs = net(x, GT_BOXES, GT_LABELS)
         reference = dense(*[outputs[i] for i in (0, 1, 8, 9, 10, 2, 11)])
     reference[0].backward()
     return dict(out=out, loss=loss, grads=ours, outputs=outputs, reference=reference,
-                reference_grads=gradients(net))
+                reference_grads=gradients(net), ohem=ohem)
+
+
+@pytest.fixture(scope='module')
+def step():
+    return ohem_and_dense()
+
+
+def candidate_losses(outputs, lambd=1.):
+    """Per candidate of GluonCV's training outputs (every candidate kept): its loss,
+    cross-entropy + lambd x smooth L1 (B, C), and whether it is labelled (B, C)."""
+    cls_pred, cls_targets = outputs[0].asnumpy(), outputs[8].asnumpy()
+    log_p = cls_pred - np.log(np.exp(cls_pred).sum(axis=-1, keepdims=True))
+    cls = -np.take_along_axis(log_p, np.maximum(cls_targets, 0).astype(int)[..., None], -1)[..., 0]
+    diff = np.abs(outputs[1].asnumpy() - outputs[9].asnumpy())
+    box_rows = (np.where(diff > 1, diff - 0.5, 0.5 * diff ** 2) * outputs[10].asnumpy()).sum(
+        axis=(2, 3))
+    box = np.zeros_like(cls)
+    for b in range(len(box)):
+        box[b, outputs[11].asnumpy()[b].astype(int)] = box_rows[b]
+    return cls + lambd * box, cls_targets >= 0
 
 
 # ---------------------------------------------------------------- against GluonCV's head
@@ -161,21 +181,51 @@ def test_statistics(step):
         want, _ = np.histogram(best, bins=NEGATIVE_IOU_EDGES)
         assert_array_equal(stats.negative_ious.asnumpy()[b], want)
     # mean read-only loss of the mined RoIs and of every labelled candidate, from GluonCV's head
-    cls_pred, cls_targets = outputs[0].asnumpy(), outputs[8].asnumpy()
-    log_p = cls_pred - np.log(np.exp(cls_pred).sum(axis=-1, keepdims=True))
-    cls = -np.take_along_axis(log_p, np.maximum(cls_targets, 0).astype(int)[..., None], -1)[..., 0]
-    diff = np.abs(outputs[1].asnumpy() - outputs[9].asnumpy())
-    box_rows = (np.where(diff > 1, diff - 0.5, 0.5 * diff ** 2) * outputs[10].asnumpy()).sum(
-        axis=(2, 3))
-    box = np.zeros_like(cls)
-    for b in range(2):
-        box[b, outputs[11].asnumpy()[b].astype(int)] = box_rows[b]
-    loss, labelled = cls + box, cls_targets >= 0
+    loss, labelled = candidate_losses(outputs)
     mask = step['reference'][4].asnumpy() > 0
     assert_allclose(stats.all_loss.asnumpy(), (loss * labelled).sum(1) / labelled.sum(1),
                     rtol=1e-4)
     assert_allclose(stats.mined_loss.asnumpy(), (loss * mask).sum(1) / mask.sum(1), rtol=1e-4)
     assert (stats.mined_loss.asnumpy() > stats.all_loss.asnumpy()).all()
+
+
+def test_lambd_weights_the_box_loss_in_the_selection_and_the_statistics():
+    weighted = ohem_and_dense(lambd=3.)
+    # the default miner ranks by the loss trained (on this batch the 6 positives of each
+    # image lead whatever the weight, so the selection alone cannot tell)
+    assert 'loc_loss_weight=3.0' in repr(weighted['ohem'].mining.miner)
+    out, (_, _, _, indices, mask) = weighted['out'], weighted['reference']
+    rois, index = weighted['outputs'][2].asnumpy(), indices.asnumpy().astype(int)
+    assert_allclose(out.rois.asnumpy(), np.stack([rois[b, index[b]] for b in range(2)]),
+                    rtol=0, atol=1e-4)
+    loss, _ = candidate_losses(weighted['outputs'], lambd=3.)
+    mask = mask.asnumpy() > 0
+    assert_allclose(out.stats.mined_loss.asnumpy(), (loss * mask).sum(1) / mask.sum(1),
+                    rtol=1e-4)
+
+
+def test_negatives_keep_to_neg_iou_thresh_low():
+    net = tiny_net()
+    freeze_head_batchnorm(net)
+    with autograd.train_mode():
+        net(images(), GT_BOXES, GT_LABELS)                 # deferred initialization
+        out = OHEMFasterRCNN(net, neg_iou_thresh_low=0.1)(images(), GT_BOXES, GT_LABELS)
+    samples = out.samples.asnumpy()
+    assert (samples < 0).any()
+    for b in range(2):
+        best = iou(out.rois.asnumpy()[b], GT_BOXES.asnumpy()[b]).max(axis=1)
+        assert (best[samples[b] < 0] >= 0.1 - 1e-6).all()
+    assert not out.stats.negative_ious.asnumpy()[:, :2].any()     # bins [0, 0.05), [0.05, 0.1)
+
+
+def test_negatives_at_or_above_iou_0_5_count_in_the_last_bin():
+    # with a net's pos_iou_thresh above 0.5 a negative may overlap 0.5 to 0.7: it counts in
+    # the last bin, as NEGATIVE_IOU_EDGES says (a unit check of the statistics)
+    from gluonmine.rcnn_ohem import _Candidates, _stats  # pylint: disable=import-outside-toplevel
+    chosen = _Candidates(None, nd.array([[-1, -1, 1, 0]]), None, None, None, None,
+                         nd.array([[0.62, 0.03, 0.9, 0.]]))
+    histogram = _stats(nd, chosen, chosen, nd.ones((1, 4)), nd.ones((1, 4))).negative_ious
+    assert_array_equal(histogram.asnumpy(), [[1] + [0] * (len(NEGATIVE_IOU_EDGES) - 3) + [1]])
 
 
 # ---------------------------------------------------------------- modes, batches, training
