@@ -59,3 +59,23 @@ def test_per_image_iou_equals_box_iou_per_image():
         np.testing.assert_allclose(executor.forward()[0].asnumpy(), want, atol=1e-6)
     single = boxes.per_image_iou(nd, nd.array(rois[:1]), nd.array(gt[:1]), num_image=1)
     assert_array_equal(single.asnumpy(), want[:1])
+
+
+def test_encode_with_four_different_stds_and_means():
+    # every coordinate its own std and mean, as GluonCV's encoder takes them
+    rng = np.random.RandomState(1)
+    anchors, gt = random_boxes(rng, 30)[None], random_boxes(rng, 30)[None]
+    stds, means = (0.1, 0.2, 0.3, 0.4), (0.01, -0.02, 0.03, -0.04)
+    for kwargs in (dict(stds=stds, means=means), dict(stds=stds)):
+        want, _ = NumPyNormalizedBoxCenterEncoder(**kwargs)(
+            np.ones((1, 30)), np.arange(30)[None], anchors, gt)
+        got = boxes.encode(nd, nd.array(anchors), nd.array(gt), *kwargs.values()).asnumpy()
+        assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_batched_iou_of_two_zero_area_boxes_is_zero_like_box_iou():
+    # a zero-area anchor against a padding row or another zero-area box: 0, not 0 / 0
+    anchors = nd.array([[[5, 5, 5, 5], [5, 5, 5, 9], [0, 0, 10, 10]]])
+    gt = nd.array([[[-1, -1, -1, -1], [5, 5, 5, 5]]])
+    assert_array_equal(boxes.batched_iou(nd, anchors, gt).asnumpy()[0],
+                       nd.contrib.box_iou(anchors[0], gt[0]).asnumpy())

@@ -3,6 +3,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 from gluoncv.data.batchify import MaskRCNNTrainBatchify
+from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultTrainTransform
 from gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target import RCNNTargetSampler as GluonCVSampler
 from gluoncv.model_zoo.rcnn.rpn.rpn_target import RPNTargetGenerator as GluonCVGenerator
 from mxnet import autograd, gluon, nd
@@ -287,3 +288,23 @@ def test_correct_in_a_static_alloc_net_whose_input_shapes_change():
             assert (samples[b] > 0).sum() >= (gt[b, :, 0] >= 0).sum()
             assert (numpy_best_iou(rois[b][samples[b] > 0], gt[b]) >= 0.5).all()
             assert (numpy_best_iou(rois[b][samples[b] < 0], gt[b]) < 0.5).all()
+
+
+def test_rcnn_sampler_for_takes_the_nets_quota_and_a_given_negative_band():
+    net = tiny_faster_rcnn(['a', 'b'], num_sample=96, pos_ratio=0.5)
+    assert rcnn_sampler_for(net).max_pos == 48
+    sampler = rcnn_sampler_for(net, neg_iou_thresh_high=0.4)
+    assert sampler._neg_iou_thresh_high == np.float32(0.4)  # pylint: disable=protected-access
+
+
+def test_transform_path_on_a_feature_pyramid_net():
+    # install_samplers builds the FPN (multi-stage) transform: GluonCV's five levels
+    net = tiny_faster_rcnn_fpn(['a', 'b'])
+    net.initialize()
+    transform = install_samplers(net, num_sample=64)
+    transform._flip_p = 0.                                  # pylint: disable=protected-access
+    theirs = FasterRCNNDefaultTrainTransform(net.short, net.max_size, net, flip_p=0.,
+                                             multi_stage=True)(IMAGE, LABEL)
+    ours = transform(IMAGE, LABEL)
+    assert len(ours[2]) == len(theirs[2]) == 5
+    assert [t.shape for t in ours[2]] == [t.shape for t in theirs[2]]

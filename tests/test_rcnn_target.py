@@ -373,3 +373,23 @@ def test_non_finite_boxes_count_as_padding():
     boxes, samples, _ = run(sampler(num_sample=4, pos_ratio=0.5), rois, scores, gt)
     assert np.isfinite(boxes).all()
     assert_array_equal(np.sort(samples[0]), [-1, 0, 1, 1])
+
+
+def test_a_small_lower_negative_bound_holds_with_appended_ground_truths():
+    # bg_lo 0.04: proposals at IoU 1 / 199 and 0 are never negatives
+    gt = np.float32([[[0, 0, 10, 10]]])
+    rois = np.float32([[[0, 0, 10, 10], [9, 9, 19, 19], [20, 20, 30, 30]]])
+    block = RCNNTargetSampler(1, 3, 8, 0.5, 1., 1, neg_iou_thresh_low=0.04)
+    _, samples, _ = run(block, rois, np.ones((1, 3, 1), 'float32'), gt)
+    assert_array_equal(samples, [[1, 1, 0, 0, 0, 0, 0, 0]])
+
+
+def test_a_proposal_of_score_zero_is_live():
+    # only a score below 0 marks RPN padding
+    gt = np.float32([[[0, 0, 10, 10]]])
+    rois = np.float32([[[0, 0, 10, 10.5], [30, 30, 40, 40]]])
+    picked, samples, _ = run(RCNNTargetSampler(1, 2, 4, 0.5, 1., 1), rois,
+                             np.zeros((1, 2, 1), 'float32'), gt)
+    assert_array_equal(samples, [[1, 1, -1, 0]])
+    assert sorted(map(tuple, picked[0, :2])) == sorted([tuple(rois[0, 0]), tuple(gt[0, 0])])
+    assert_array_equal(picked[0, 2], rois[0, 1])

@@ -7,6 +7,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 from mxnet import gluon, nd
+from numpy.testing import assert_array_equal
 
 from conftest import export_and_import, random_boxes
 from gluonmine import (HardExampleMiner, HardNegativeMiner, OHEMSampler, QuotaSampler,
@@ -246,3 +247,25 @@ def test_ious_without_ground_truth_columns_act_as_one_padding_column(name):
             np.testing.assert_array_equal(g, w)
         if name != 'OHEMSampler':
             assert (got[0] <= 0).all() and (got[0] < 0).any()    # negatives only
+
+
+@pytest.mark.parametrize('make, name', [
+    (lambda: RPNTargetSampler(num_sample=True), 'num_sample'),
+    (lambda: QuotaSampler(num_sample=True), 'num_sample'),
+    (lambda: RCNNTargetSampler(True, 10, 8, 0.5, 0.25, 5), 'num_image')])
+def test_a_boolean_is_not_a_count(make, name):
+    with pytest.raises(ValueError, match=name):
+        make()
+
+
+def test_float64_and_float16_ious_are_read_as_float32():
+    ious = np.random.RandomState(0).uniform(0, 1, (2, 30, 3)).astype('float32')
+    mx.random.seed(3)
+    want = [o.asnumpy() for o in RPNTargetSampler(num_sample=8)(nd.array(ious))]
+    for dtype in ('float64', 'float16'):
+        mx.random.seed(3)
+        got = RPNTargetSampler(num_sample=8)(nd.array(ious, dtype=dtype))
+        assert all(g.dtype == np.float32 for g in got)
+        if dtype == 'float64':                      # the same float32 values
+            for g, w in zip(got, want):
+                assert_array_equal(g.asnumpy(), w)

@@ -415,3 +415,42 @@ def test_thresholds_are_float32_values():
     assert sampler.label_args['neg_iou_thresh_high'] == 0.
     samples, _ = sampler(nd.zeros((1, 3, 1)))
     assert not samples.asnumpy().any()
+
+
+def test_forced_positives_tie_within_float32_spacing_at_one():
+    # eps = 2**-23: an IoU half an eps below the ground truth's best ties with it and is
+    # forced; two eps below is not (here in the ignore band [0.3, 0.7))
+    best, eps = np.float32(0.5), np.spacing(np.float32(1.0))
+    ious = np.float32([[[best], [best - eps / 2], [best - 2 * eps], [0.1]]])
+    assert ious[0, 1, 0] < best and ious[0, 2, 0] < best - eps      # distinct in float32
+    samples, _ = RPNTargetSampler(num_sample=16)(nd.array(ious))
+    assert_array_equal(samples.asnumpy(), [[1, 1, 0, -1]])
+
+
+def test_a_ground_truth_forcing_nothing_still_has_threshold_positives():
+    # min_forced_iou above pos_iou_thresh: the best anchor (0.6) forces nothing, but it
+    # reaches pos_iou_thresh 0.5 and is a positive by the threshold
+    samples, _ = RPNTargetSampler(16, 0.5, 0.3, min_forced_iou=0.8)(nd.array([[[0.6], [0.1]]]))
+    assert_array_equal(samples.asnumpy(), [[1, -1]])
+
+
+def test_generator_box_targets_with_four_different_stds():
+    # the stds divide each coordinate's delta: (1, 2, 3, 4) tells x from y, w from h
+    anchors = nd.array([[1, 1, 21, 12], [2, 1, 24, 13], [40, 40, 60, 60]])
+    gt = nd.array([[[1, 1, 22, 12]]])
+    stds = (1., 2., 3., 4.)
+    _, box_target, box_mask = RPNTargetGenerator(num_sample=8, stds=stds)(
+        gt, anchors, nd.array([[100, 100]]))
+    assert_array_equal(box_mask.asnumpy()[0, :, 0], [1, 1, 0])
+    want, _ = NumPyNormalizedBoxCenterEncoder(stds=stds)(
+        np.ones((1, 2)), np.zeros((1, 2), int), anchors.asnumpy()[None, :2], gt.asnumpy())
+    assert_allclose(box_target.asnumpy()[0, :2], want[0], rtol=1e-5, atol=1e-6)
+
+
+def test_default_generator_keeps_a_forced_positive_below_the_negative_threshold():
+    # the contract's default rule (the paper's): an object's best anchor, IoU 25 / 175
+    anchors = nd.array([[0, 0, 10, 10], [50, 50, 60, 60]])
+    cls_target, _, box_mask = RPNTargetGenerator(num_sample=8)(
+        nd.array([[[5, 5, 15, 15]]]), anchors, nd.array([[100, 100]]))
+    assert_array_equal(cls_target.asnumpy(), [[1, 0]])
+    assert_array_equal(box_mask.asnumpy()[0, :, 0], [1, 0])

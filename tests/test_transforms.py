@@ -213,3 +213,12 @@ def test_mask_transform_targets_batchify_and_device_targets(mask_net):
     img, bbox, masks = MaskRCNNTrainTransform(short=128, max_size=224, net=mask_net,
                                               device_targets=True)(IMAGE, LABEL, POLYGONS)
     assert img.shape[0] == 3 and bbox.shape == LABEL.shape and masks.shape[0] == 2
+
+
+def test_allowed_border_reaches_the_targets(net):
+    # nothing subsampled: a wide border leaves fewer anchors ignored than none
+    kwargs = dict(short=128, max_size=224, net=net, flip_p=0.,
+                  sampler=RPNTargetSampler(10 ** 6, clobber_positives=True))
+    ignored = [(FasterRCNNTrainTransform(allowed_border=border, **kwargs)(IMAGE, LABEL)[2][0]
+                == -1).sum() for border in (0, 10 ** 4)]
+    assert ignored[1] < ignored[0]
