@@ -109,6 +109,9 @@ def test_coco_metric_follows_image_ids_not_file_order(coco, tmp_path):  # noqa: 
 # ----------------------------------------------------------------- selection_stats.py
 
 def hand_checked_stats():
+    """One image: 2 positives, 3 negatives, 1 ignored of 6 slots; the negative at row 4
+    repeats row 3's box (a duplicate). Ground truth: one box [0, 0, 10, 10] and one padding
+    row."""
     samples = np.array([[1, 1, -1, -1, -1, 0]], 'float32')
     boxes = np.array([[[0, 0, 10, 10], [0, 0, 10, 9], [0, 0, 10, 5],
                        [20, 20, 30, 30], [20, 20, 30, 30], [0, 0, 1, 1]]], 'float32')

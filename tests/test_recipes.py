@@ -15,6 +15,8 @@ import parallel  # noqa: E402  pylint: disable=wrong-import-position
 import selection_stats  # noqa: E402  pylint: disable=wrong-import-position
 import train_faster_rcnn  # noqa: E402  pylint: disable=wrong-import-position
 from conftest import assert_run_outputs  # noqa: E402  pylint: disable=wrong-import-position
+from test_recipe_bookkeeping import (  # noqa: E402  pylint: disable=wrong-import-position
+    hand_checked_stats)
 
 LOSSES = ['rpn_cls', 'rpn_box', 'rcnn_cls', 'rcnn_box', 'total']
 STAGE_KEYS = {'images', 'positives_per_image', 'negatives_per_image', 'fill_rate'}
@@ -194,14 +196,7 @@ def test_main_is_short():
 
 
 def test_selection_stats_hand_checked():
-    # image 0: 2 positives, 3 negatives, 1 ignored of 6 slots; the negative at row 4 repeats
-    # row 3's box (a duplicate). Ground truth: one box [0, 0, 10, 10] and one padding row.
-    samples = np.array([[1, 1, -1, -1, -1, 0]], 'float32')
-    boxes = np.array([[[0, 0, 10, 10], [0, 0, 10, 9], [0, 0, 10, 5],
-                       [20, 20, 30, 30], [20, 20, 30, 30], [0, 0, 1, 1]]], 'float32')
-    gt = np.array([[[0, 0, 10, 10], [-1, -1, -1, -1]]], 'float32')
-    stats = selection_stats.SelectionStats()
-    stats.update(samples, boxes, gt)
+    stats = hand_checked_stats()
     summary = stats.summary()
     assert summary['positives_per_image'] == 2 and summary['negatives_per_image'] == 3
     assert summary['fill_rate'] == 5 / 6.
