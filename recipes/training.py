@@ -162,8 +162,7 @@ class Run(object):
         """
         checkpoint.save(self.paths['ckpt'], net, None if self.dist.kv else trainer,
                         self.paths['params'], recipe=self.recipe, args=vars(self.args),
-                        epoch=epoch,
-                        finished=finished, seconds=time.time() - self.start,
+                        epoch=epoch, finished=finished, seconds=time.time() - self.start,
                         report=self.report.state(), numpy=np.random.get_state(),
                         python=random.getstate())
         if not finished:
