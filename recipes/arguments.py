@@ -113,8 +113,6 @@ def voc_split(text):
     return int(year), name
 
 
-
-
 def check_output(parser, output, run):
     """Refuse an ``--output`` prefix that is the ``run``'s own: it would overwrite the run's
     metrics and plot."""
