@@ -61,19 +61,18 @@ def parse_args(argv=None):
 
 
 def settings(run, args):
-    """The run's flags, with the evaluation's data and devices.
+    """The run's flags (one newer than the run at its default), with the evaluation's data
+    and devices.
 
     A VOC-format dataset is read for the run's classes, whatever the run
     trained on: the labels then follow the detector's (objects of other classes
     are skipped, as in training). ``--val-splits`` replaces the run's.
     """
-    flags = dict(run['args'], gpus=args.gpus, num_workers=args.num_workers)
-    for name in ('dataset', 'dataset_root', 'val_splits'):
-        if getattr(args, name) is not None:
-            flags[name] = getattr(args, name)
-    if flags['dataset'] == 'voc':
-        flags['classes'] = run['classes']
-    elif args.val_splits is not None:
+    flags = report.run_flags(run, vars(RECIPES[run['recipe']].parse_args([])),
+                             dataset=args.dataset, dataset_root=args.dataset_root,
+                             val_splits=args.val_splits)
+    flags.update(gpus=args.gpus, num_workers=args.num_workers)
+    if flags['dataset'] != 'voc' and args.val_splits is not None:
         raise SystemExit('--val-splits needs --dataset voc, not {}'.format(flags['dataset']))
     if args.num_val_images is not None:
         flags['num_val_images'] = (None if args.num_val_images == 'all'

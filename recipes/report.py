@@ -185,6 +185,17 @@ def read_run(prefix, recipes):
     return run
 
 
+def run_flags(run, defaults, **overrides):
+    """Flags as a dict: a recipe's ``defaults`` (for flags newer than the run), a run's own
+    (:func:`read_run`; None: no run), then every ``overrides`` value that is not None. A
+    VOC-format dataset is read for the run's classes (``classes``), whatever it trained on."""
+    flags = dict(defaults, **(run['args'] if run else {}))
+    flags.update((name, value) for name, value in overrides.items() if value is not None)
+    if run and flags['dataset'] == 'voc':
+        flags['classes'] = run['classes']
+    return flags
+
+
 def check_run_classes(run, classes, dataset):
     """SystemExit unless a dataset's ``classes`` are those a run (:func:`read_run`) trained."""
     if classes != run['classes']:

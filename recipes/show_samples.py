@@ -82,15 +82,8 @@ def build(args):
     training images)."""
     run = report.read_run(args.run, RECIPES) if args.run else None
     recipe = run['recipe'] if run else 'train_' + args.recipe
-    module = RECIPES[recipe]
-    flags = vars(module.parse_args([]))
-    if run:
-        flags.update(run['args'])
-    for name in ('dataset', 'dataset_root'):
-        if getattr(args, name) is not None:
-            flags[name] = getattr(args, name)
-    if run and flags['dataset'] == 'voc':     # a VOC-format set read for the run's classes
-        flags['classes'] = run['classes']
+    flags = report.run_flags(run, vars(RECIPES[recipe].parse_args([])), dataset=args.dataset,
+                             dataset_root=args.dataset_root)
     flags = argparse.Namespace(**dict(flags, batch_size=1, num_train_images=None))
     train_set, _, classes = loaders.build_datasets(flags)
     if run:

@@ -54,7 +54,15 @@ def test_evaluation_repeats_the_runs_own(voc_root, tmp_path, recipe, cpu_devices
 
 def test_other_images_and_bad_runs(voc_root, tmp_path):
     prefix = str(tmp_path / 'run')
-    train('faster_rcnn', voc_root, prefix)
+    trained = train('faster_rcnn', voc_root, prefix)
+    # a run older than a flag takes the flag's default
+    with open(prefix + '.json') as f:
+        run = json.load(f)
+    del run['args']['network']
+    with open(str(tmp_path / 'old.json'), 'w') as f:
+        json.dump(run, f)
+    shutil.copy(prefix + '.params', str(tmp_path / 'old.params'))
+    assert evaluate.main([str(tmp_path / 'old')])['map'] == trained['final']['map']
     assert evaluate.main([prefix, '--num-val-images', 'all', '--output',
                           str(tmp_path / 'all')])['images'] == 100
     # a run's params or metrics file stands for its prefix; an output's file for its own
