@@ -144,27 +144,28 @@ def load_detector(prefix, seed):
     if detector is None or not {'classes', 'args'} <= set(metrics):
         raise SystemExit('{}.json was not written by train_faster_rcnn.py or train_ssd.py'
                          .format(prefix))
-    net, shape = build_detector(detector, metrics['classes'], seed,
-                                argparse.Namespace(**metrics['args']))
+    net, shape = build_detector(detector, metrics['classes'], seed, metrics)
     # a missing weight still fails; saved training-only constants are skipped
     checkpoint.load_parameters(net, path, mx.cpu())
     return detector, net, shape
 
 
-def build_detector(detector, classes, seed, args=None):
-    """(net, image shape): the recipe's network (``args`` its flags; None: the tiny one)."""
+def build_detector(detector, classes, seed, run=None):
+    """(net, image shape): the recipe's network, with a run's flags (``run``: its metrics
+    JSON; a flag newer than the run at its default) or, without one, the recipe's defaults
+    (the tiny network)."""
     # pylint: disable=import-outside-toplevel
+    import importlib
+    import report
+    module = importlib.import_module('train_' + detector)
+    args = argparse.Namespace(**report.run_flags(run, vars(module.parse_args([]))))
     mx.random.seed(seed)
     if detector == 'ssd':
-        import train_ssd
-        args = args or train_ssd.parse_args([])
-        net, size = train_ssd.build_net(args, classes, [mx.cpu()])
+        net, size = module.build_net(args, classes, [mx.cpu()])
         return net, (1, 3, size, size)
-    import train_faster_rcnn
-    args = args or train_faster_rcnn.parse_args([])
     args.batch_size, args.gpus = 1, []
-    net = train_faster_rcnn.build_net(args, classes, [mx.cpu()])
-    short = train_faster_rcnn.test_short(net)
+    net = module.build_net(args, classes, [mx.cpu()])
+    short = module.test_short(net)
     return net, (1, 3, short, int(short * 1.25))
 
 

@@ -156,3 +156,18 @@ def test_params_without_their_metrics_exit_clearly(tmp_path):
     with pytest.raises(SystemExit, match='was not written by train_faster_rcnn.py'):
         export.main(['--params', str(tmp_path / 'run-eval.json'), '--output',
                      str(tmp_path / 'o')])
+
+
+def test_a_run_older_than_a_flag_takes_its_default(exported, tmp_path):
+    folder, _ = exported
+    run = str(folder.parent / 'frcnn')
+    with open(run + '.json') as f:
+        metrics = json.load(f)
+    del metrics['args']['network']
+    with open(str(tmp_path / 'old.json'), 'w') as f:
+        json.dump(metrics, f)
+    (tmp_path / 'old.params').write_bytes((folder.parent / 'frcnn.params').read_bytes())
+    old, new = export.load_detector(str(tmp_path / 'old'), 3), export.load_detector(run, 3)
+    assert old[::2] == new[::2] == ('faster_rcnn', (1, 3, 128, 160))   # detector, image shape
+    assert ([p.data().shape for p in old[1].collect_params().values()]
+            == [p.data().shape for p in new[1].collect_params().values()])
