@@ -13,10 +13,12 @@ from gluoncv.data.batchify import FasterRCNNTrainBatchify, Pad, Stack, Tuple
 from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultTrainTransform
 from mxnet import autograd
 from numpy.testing import assert_array_equal
+from PIL import Image
 
+import gluonmine.data
 from gluonmine.data import (CLASSES, NonEmptyLabels, PadEmptyLabels, SyntheticVOCDetection,
                             VOCFormatDetection, annotation_xml, make_synthetic_voc,
-                            padding_label)
+                            padding_label, render)
 from gluonmine.models import tiny_faster_rcnn
 from gluonmine.transforms import FasterRCNNTrainTransform
 
@@ -60,6 +62,9 @@ def test_same_seed_writes_identical_files_and_another_seed_does_not(tmp_path):
     assert digest(first) == digest(second)
     changed = {k for k, v in digest(other).items() if digest(first).get(k) != v}
     assert len(changed) > 90
+    # no image of seed 3 reappears, under another number, in seed 4's dataset
+    images = [{v for k, v in digest(d).items() if k.endswith('.jpg')} for d in (first, other)]
+    assert len(images[0]) == 50 and not images[0] & images[1]
 
 
 def test_layout_is_a_vocdevkit(tmp_path):
@@ -71,6 +76,67 @@ def test_layout_is_a_vocdevkit(tmp_path):
     for image_id in train_ids + val_ids:
         assert os.path.exists(os.path.join(directory, 'JPEGImages', image_id + '.jpg'))
         assert os.path.exists(os.path.join(directory, 'Annotations', image_id + '.xml'))
+
+
+def test_each_object_is_drawn_exactly_on_its_pixel_extent():
+    # the object drawn last is on top: the pixels of its fill colour around its box are
+    # exactly [x1, x2) x [y1, y2), the extent the annotation records
+    checked = 0
+    for i in range(12):
+        image, objects = render(np.random.default_rng([0, i]), 180, 170)
+        if not objects:
+            continue
+        _, (x1, y1, x2, y2) = objects[-1]
+        pixels = np.asarray(image).astype(int)
+        colour = pixels[(y1 + y2) // 2, (x1 + x2) // 2]
+        left, top = max(x1 - 2, 0), max(y1 - 2, 0)
+        ys, xs = np.nonzero((pixels[top:y2 + 2, left:x2 + 2] == colour).all(axis=-1))
+        assert (xs.min() + left, ys.min() + top, xs.max() + 1 + left, ys.max() + 1 + top) == \
+            (x1, y1, x2, y2)
+        checked += 1
+    assert checked >= 10
+
+
+def test_objects_stay_inside_the_image_and_overlap_moderately():
+    # every object lies in the image; two objects overlap by IoU <= 0.35 and neither covers
+    # more than half of the other
+    for i in range(60):
+        rng = np.random.default_rng([1, i])
+        _, objects = render(rng, 160, 200)
+        boxes = np.array([box for _, box in objects], 'float64').reshape(-1, 4)
+        assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= 160).all()
+        assert (boxes[:, 3] <= 200).all()
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        for a in range(len(boxes)):
+            for b in range(a + 1, len(boxes)):
+                iw = min(boxes[a, 2], boxes[b, 2]) - max(boxes[a, 0], boxes[b, 0])
+                ih = min(boxes[a, 3], boxes[b, 3]) - max(boxes[a, 1], boxes[b, 1])
+                inter = max(iw, 0) * max(ih, 0)
+                assert inter / (area[a] + area[b] - inter) <= 0.35
+                assert inter <= 0.5 * min(area[a], area[b])
+
+
+def test_every_image_has_look_alike_distractors(monkeypatch):
+    # the shapes drawn that are not objects: 1 to 4 an image; hollow ones at least 28 px
+    # wide, their stroke at most a ninth of that
+    drawn = []
+    draw_shape = gluonmine.data._draw_shape         # pylint: disable=protected-access
+
+    def record(draw, name, box, fill=None, outline=None, width=1):
+        drawn.append((name, box, outline, width))
+        draw_shape(draw, name, box, fill, outline, width)
+    monkeypatch.setattr(gluonmine.data, '_draw_shape', record)
+    hollow = 0
+    for i in range(30):
+        del drawn[:]
+        _, objects = render(np.random.default_rng([0, i]), 180, 170)
+        distractors = [d for d in drawn if (d[0], d[1]) not in objects]
+        assert 1 <= len(distractors) <= 4 and len(drawn) == len(distractors) + len(objects)
+        for _, (x1, y1, x2, y2), outline, width in distractors:
+            if outline is not None:
+                hollow += 1
+                assert min(x2 - x1, y2 - y1) >= 28 and 2 <= width <= min(x2 - x1, y2 - y1) // 9
+    assert hollow > 5
 
 
 def test_annotation_has_the_usual_voc_fields():
@@ -122,6 +188,14 @@ def _overlaps(label):
             ih = min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1])
             count += iw > 0 and ih > 0
     return count
+
+
+def test_the_reader_keeps_every_object_written(root, labels):
+    # GluonCV drops, with a warning, an object outside its image: none may be
+    annotations = os.path.join(root, 'VOC2007', 'Annotations')
+    written = [len(ElementTree.parse(os.path.join(annotations, '{:06d}.xml'.format(i)))
+                   .getroot().findall('object')) for i in range(len(labels))]
+    assert written == [len(label) for label in labels]
 
 
 def test_an_image_without_objects_gives_a_0_by_6_label(root, train, labels):
@@ -177,6 +251,42 @@ def test_existing_dataset_is_reused_and_a_different_one_refused(tmp_path):
     with pytest.raises(ValueError, match='different dataset'):
         make_synthetic_voc(str(tmp_path), seed=1, **SMALL)
     assert not [n for n in os.listdir(str(tmp_path)) if n.startswith('.')]   # no scratch left
+
+
+def test_a_failed_write_leaves_nothing_and_a_concurrent_writers_copy_is_kept(
+        tmp_path, monkeypatch):
+    def failing(rng, width, height):
+        raise RuntimeError('disk full')
+    with monkeypatch.context() as patch:
+        patch.setattr(gluonmine.data, 'render', failing)
+        with pytest.raises(RuntimeError, match='disk full'):
+            make_synthetic_voc(str(tmp_path), num_train=2, num_val=0)
+    assert os.listdir(str(tmp_path)) == []                      # no scratch, no half dataset
+    # another worker renames its copy into place first: ours fails to rename, theirs is used
+    theirs, rename = make_synthetic_voc(str(tmp_path / 'other'), num_train=2, num_val=0), os.rename
+
+    def lost_race(scratch, target):
+        rename(theirs, target)
+        raise OSError('Directory not empty')
+    monkeypatch.setattr(gluonmine.data.os, 'rename', lost_race)
+    directory = make_synthetic_voc(str(tmp_path), num_train=2, num_val=0)
+    assert sorted(os.listdir(str(tmp_path))) == ['VOC2007', 'other']
+    assert len(os.listdir(os.path.join(directory, 'JPEGImages'))) == 2
+
+
+def test_size_range_bounds_are_both_drawn_and_a_val_split_may_be_empty(tmp_path):
+    fixed = make_synthetic_voc(str(tmp_path / 'fixed'), num_train=2, num_val=0,
+                               size_range=(96, 96))
+    assert (pathlib.Path(fixed, 'ImageSets', 'Main', 'val.txt').read_text()) == ''
+    sizes = set()
+    for directory in (fixed, make_synthetic_voc(str(tmp_path / 'two'), num_train=10,
+                                                num_val=0, size_range=(96, 97))):
+        for name in sorted(os.listdir(os.path.join(directory, 'JPEGImages'))):
+            with Image.open(os.path.join(directory, 'JPEGImages', name)) as image:
+                sizes.update(image.size)
+        if directory == fixed:
+            assert sizes == {96}
+    assert sizes == {96, 97}
 
 
 @pytest.mark.parametrize('umask, mode', [(0o022, 0o755), (0o027, 0o750)])

@@ -79,3 +79,16 @@ def test_an_interrupted_write_leaves_the_previous_file(tmp_path):
         'report.json']                                      # no scratch file left
     entry.write_json(str(tmp_path / 'new' / 'report.json'), [1])    # its folder is made
     assert (tmp_path / 'new' / 'report.json').read_text() == '[\n 1\n]'
+
+
+def test_the_scratch_file_keeps_the_extension(tmp_path):
+    # matplotlib chooses a figure's format from the name it writes to
+    sys.path.insert(0, RECIPES)
+    import entry        # pylint: disable=import-outside-toplevel
+    names = []
+
+    def write(scratch):
+        names.append(os.path.basename(scratch))
+        open(scratch, 'w').close()
+    entry.write_whole(str(tmp_path / 'run.png'), write)
+    assert names == ['.run.partial.png'] and os.listdir(str(tmp_path)) == ['run.png']

@@ -39,8 +39,29 @@ def test_tiny_faster_rcnn_fpn_gives_anchors_a_level_and_trains_a_step():
         3 * -(-128 // s) * -(-160 // s) for s in (4, 8, 16, 32, 64)]
     trained = net.collect_train_params()
     assert any(name.startswith(net.prefix + 'rpn') for name in trained.keys())
+    # the random ResNet trains whole: every batch normalisation's scale too
+    gammas = [name for name in net.collect_params().keys() if name.endswith('gamma')]
+    assert len(gammas) > 20 and all(name in trained for name in gammas)
     with pytest.raises(ValueError, match='num_filters'):
         tiny_faster_rcnn_fpn(['a'], num_filters=0)
+
+
+def test_tiny_faster_rcnn_fpn_pools_rois_and_sizes_its_box_head():
+    # ROIPooling, not ROIAlign (MXNet's CPU kernel); the box head's dense layer has twice
+    # num_filters units
+    net = tiny_faster_rcnn_fpn(['a', 'b'], num_filters=8)
+    with autograd.predict_mode():
+        graph = mx.sym.Group(list(net(mx.sym.var('data')))).tojson()
+    assert 'ROIPooling' in graph and 'ROIAlign' not in graph
+    assert [p.shape for name, p in net.box_features.collect_params().items()
+            if name.endswith('bias')] == [(16,)]
+
+
+@pytest.mark.parametrize('build, widths', [(tiny_faster_rcnn, (16, 32, 48, 64, 80)),
+                                           (tiny_ssd, (16, 32, 64, 64, 64, 64, 64))])
+def test_a_wrong_number_of_channels_is_refused(build, widths):
+    with pytest.raises(ValueError, match='channels must hold'):
+        build(['a'], channels=widths)
 
 
 def test_tiny_ssd_predicts_every_anchor():
@@ -50,4 +71,9 @@ def test_tiny_ssd_predicts_every_anchor():
         cls_preds, box_preds, anchors = net(nd.random.uniform(shape=(2, 3, 128, 128)))
     assert cls_preds.shape == (2, anchors.shape[1], 3)
     assert box_preds.shape == (2, anchors.shape[1], 4)
+    # the first of the six maps: 16 x 16 positions at stride 8, four anchors a position,
+    # centred on its cells (4, 12, ..., 124 px)
+    first = anchors.asnumpy()[0, :16 * 16 * 4]
+    assert anchors.shape[1] == 1412
+    assert sorted(set(first[:, 0])) == sorted(set(first[:, 1])) == list(range(4, 128, 8))
     mx.nd.waitall()

@@ -1,14 +1,20 @@
 """The Faster R-CNN recipe end to end on a few synthetic images, and its shared helpers."""
+import argparse
 import os
 import sys
+import types
 
+import mxnet as mx
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
+from gluonmine.data import SyntheticVOCDetection
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 'recipes'))
 
+import arguments  # noqa: E402  pylint: disable=wrong-import-position
 import evaluate  # noqa: E402  pylint: disable=wrong-import-position
 import loaders  # noqa: E402  pylint: disable=wrong-import-position
 import parallel  # noqa: E402  pylint: disable=wrong-import-position
@@ -167,7 +173,7 @@ def test_save_prefix_given_as_a_file_of_the_run_is_its_prefix(given, prefix):
 
 
 @pytest.mark.parametrize('flags', [['--lr', '0'], ['--lr', '-0.02'], ['--momentum', '1.5'],
-                                   ['--momentum', '-0.1'], ['--wd=-1e-4']])
+                                   ['--momentum', '-0.1'], ['--momentum', '1'], ['--wd=-1e-4']])
 def test_optimizer_settings_that_cannot_train_are_refused(flags, capsys):
     # before: a negative --wd or a momentum above 1 trained in silence; --lr -1 failed
     # inside MXNet's scheduler
@@ -178,7 +184,6 @@ def test_optimizer_settings_that_cannot_train_are_refused(flags, capsys):
 
 def test_gpus_this_mxnet_cannot_see_exit_clearly(monkeypatch):
     # before: MXNet's "GPU is not enabled" from deep inside the first parameter copy
-    import mxnet as mx
     assert parallel.contexts([]) == [mx.cpu()]
     monkeypatch.setattr(mx.context, 'num_gpus', lambda: 0)
     with pytest.raises(SystemExit, match='--gpus 0: this MXNet sees 0 GPU.*CPU-only build'):
@@ -249,3 +254,135 @@ def test_seeded_draws_do_not_depend_on_the_caller_state():
     assert a == b and np.random.rand() == after                 # caller's stream untouched
     assert [i for i, _ in a] == [0, 1, 2, 0, 1, 2]
     assert a[0][1] != a[3][1]                                   # image 0, next epoch: new draw
+
+
+def test_short_is_the_nets_last_short_side():
+    assert train_faster_rcnn.test_short(types.SimpleNamespace(short=(96, 112, 128))) == 128
+    assert train_faster_rcnn.test_short(types.SimpleNamespace(short=128)) == 128
+
+
+def test_gluoncvs_rpn_transform_gives_a_pyramid_targets_a_level():
+    # --rpn-sampler gluoncv on tiny_fpn: GluonCV's transform in its multi-stage mode, RPN
+    # targets for each of the five levels of a 128 x 160 image (strides 4 to 64)
+    args = train_faster_rcnn.parse_args(['--network', 'tiny_fpn', '--rpn-sampler', 'gluoncv',
+                                         '--rcnn-sampler', 'gluoncv'])
+    net = train_faster_rcnn.build_net(args, ['a', 'b'], [mx.cpu()])
+    samplers = train_faster_rcnn.build_sampler(args, net)
+    image = mx.nd.zeros((128, 160, 3), dtype='uint8')
+    out = samplers.transform(image, np.array([[10, 10, 60, 80, 0, 0]], 'float32'))
+    assert samplers.generator is None
+    assert [level.shape for level in out[2]] == [(32, 40, 3), (16, 20, 3), (8, 10, 3),
+                                                 (4, 5, 3), (2, 3, 3)]
+
+
+def rcnn_outputs():
+    """A stand-in for the twelve outputs of GluonCV's FasterRCNN in training, one image, and
+    RPN targets. RPN: 4 anchors, logits 0; anchor 0 positive, 1 negative, 2 and 3 ignored;
+    anchor 0's box off by 1 in x. Head: 2 RoIs, logits 0 over 3 classes; RoI 0 of class 1, RoI
+    1 ignored; RoI 0's box off by 0.5 in x."""
+    nd = mx.nd
+    rpn_box, box_pred = nd.zeros((1, 4, 4)), nd.zeros((1, 2, 2, 4))
+    rpn_box[0, 0, 0], box_pred[0, 0, 0, 0] = 1, 0.5
+    rpn_mask, box_mask = nd.zeros((1, 4, 4)), nd.zeros((1, 2, 2, 4))
+    rpn_mask[0, 0], box_mask[0, 0, 0] = 1, 1
+    outputs = [nd.zeros((1, 2, 3)), box_pred, nd.zeros((1, 2, 4)), nd.array([[1, -1]]), None,
+               nd.zeros((1, 4, 1)), rpn_box, None, nd.array([[1, -1]]), nd.zeros((1, 2, 2, 4)),
+               box_mask, None]
+    return outputs, (nd.array([[1, 0, -1, -1]]), nd.zeros((1, 4, 4)), rpn_mask)
+
+
+# GluonCV's normalisation: means over the labelled anchors (2) and RoIs (1); a sigmoid of
+# 0 costs log 2, a softmax over 3 equal logits log 3; Huber (rho 1/9 for the RPN, 1 for the
+# head): 1 - 0.5 / 9 for the RPN's error 1, 0.5 * 0.5 ** 2 for the head's 0.5
+RCNN_LOSSES = {'rpn_cls': np.log(2), 'rpn_box': (1 - 0.5 / 9) / 2, 'rcnn_cls': np.log(3),
+               'rcnn_box': 0.125}
+
+
+def test_faster_rcnn_losses_hand_checked():
+    losses = train_faster_rcnn.faster_rcnn_losses(*rcnn_outputs())
+    assert {name: losses[name].asscalar() for name in LOSSES} == pytest.approx(
+        dict(RCNN_LOSSES, total=sum(RCNN_LOSSES.values())), rel=1e-5)
+
+
+def test_a_step_divides_the_gradients_by_the_global_batch():
+    # a stand-in net giving rcnn_outputs(); one worker of two, --batch-size 2: the update
+    # divides by the 4 images of the global batch
+    outputs, rpn_targets = rcnn_outputs()
+    weight = mx.nd.ones((1,))
+    weight.attach_grad()
+
+    class Net(object):
+        target_generator = mx.gluon.nn.HybridSequential()
+
+        def __call__(self, data, gt_box, gt_label):
+            return [x * weight if x is not None else x for x in outputs]
+
+    class Trainer(object):
+        steps = []
+
+        def step(self, size):
+            self.steps.append(size)
+    args = train_faster_rcnn.parse_args([])
+    samplers = train_faster_rcnn.Samplers(None, None)
+    step = train_faster_rcnn.build_step(args, Net(), samplers, Trainer(), [mx.cpu()],
+                                        types.SimpleNamespace(num_workers=2))
+    batch = (mx.nd.zeros((1, 3, 8, 8)), mx.nd.array([[[0, 0, 4, 4, 0, 0]]])) + rpn_targets
+    out, = step.run(batch)
+    assert Trainer.steps == [4] and out.mining is None
+    assert step.losses([out, out]) == pytest.approx(
+        dict(RCNN_LOSSES, total=sum(RCNN_LOSSES.values())), rel=1e-5)
+
+
+def test_iteration_losses_are_means_over_images_and_devices():
+    def device(*values):
+        return train_faster_rcnn.StepOutput(
+            {name: mx.nd.array(values) for name in LOSSES}, *[None] * 5)
+    assert train_faster_rcnn.record_losses([device(1, 3), device(6)]) == {
+        name: 4. for name in LOSSES}
+
+
+def test_a_gluonmine_without_the_named_piece_exits_clearly():
+    with pytest.raises(SystemExit, match='--rcnn-sampler random needs gluonmine.rcnn.nothing'):
+        train_faster_rcnn._require('--rcnn-sampler random', 'gluonmine.rcnn', 'nothing')
+
+
+def test_device_target_batches_pad_labels_with_minus_one(voc_root):
+    # --device-targets batches labels itself: an image with fewer objects gets rows of -1
+    # (no object), never rows of 0 (a class-0 box at the origin)
+    args = train_faster_rcnn.parse_args(['--device-targets'])
+    net = train_faster_rcnn.build_net(args, list(SyntheticVOCDetection.CLASSES), [mx.cpu()])
+    train_set = SyntheticVOCDetection(voc_root)
+    counts = [len(train_set[i][1]) for i in range(2)]
+    assert counts == [3, 2]
+    images = mx.gluon.data.SimpleDataset([train_set[i] for i in range(2)])
+    train, _ = train_faster_rcnn.build_dataloader(
+        args, net, train_faster_rcnn.build_sampler(args, net), images, images,
+        types.SimpleNamespace(num_workers=1, rank=0), [mx.cpu()])
+    _, labels = next(iter(train))
+    labels = labels.asnumpy()                                           # (2, 3, 6)
+    padding = (labels == -1).all(axis=-1)                               # (2, 3)
+    assert sorted(padding.sum(axis=1).tolist()) == [0, 1]
+    assert (labels[:, :, 2][~padding] > 0).all()                        # real boxes only
+
+
+@pytest.mark.parametrize('flags', [
+    ['--epochs', '0'], ['--log-interval', '0'], ['--val-interval', '0'], ['--max-iters', '0'],
+    ['--num-train-images', '0'], ['--num-val-images', '0'], ['--num-workers', '-1'],
+    ['--warmup-iters', '-1'], ['--batch-size', '3', '--gpus', '0', '1'],
+    ['--dataset', 'voc', '--train-splits', '07:train']])
+def test_common_flags_out_of_range_are_refused(flags):
+    with pytest.raises(SystemExit):
+        train_faster_rcnn.parse_args(flags)
+
+
+def test_common_flags_at_their_bounds_are_accepted():
+    args = train_faster_rcnn.parse_args(['--wd', '0', '--momentum', '0', '--warmup-iters', '0',
+                                         '--dataset', 'voc', '--train-splits', '2012:train'])
+    assert (args.wd, args.momentum, args.warmup_iters) == (0, 0, 0)
+    assert args.train_splits == [(2012, 'train')]
+
+
+def test_an_output_prefix_equal_to_the_runs_is_refused_however_spelled():
+    with pytest.raises(SystemExit):
+        arguments.check_output(argparse.ArgumentParser(), './runs/a', 'runs/a')
+    arguments.check_output(argparse.ArgumentParser(), 'runs/b', 'runs/a')

@@ -1,12 +1,13 @@
 """The SSD recipe end to end on a few synthetic images, its miners and its targets."""
 import os
 import sys
+import types
 
 import mxnet as mx
 import numpy as np
 import pytest
 from mxnet import nd
-from numpy.testing import assert_array_equal
+from numpy.testing import assert_allclose, assert_array_equal
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 'recipes'))
@@ -209,3 +210,149 @@ def test_two_dist_sync_workers_end_with_identical_parameters(voc_root, tmp_path)
                      '--dataset-root', voc_root, '--num-train-images', '8', '--num-val-images',
                      '2', '--batch-size', '2', '--epochs', '2', '--save-prefix', prefix], tmp_path)
     assert_identical_workers(prefix)
+
+
+# ---------------------------------------------------------------- flags, net and miners
+
+def test_flag_bounds():
+    # a ratio of 0 (positives only) and NMS thresholds 0 and 1 (1: no suppression) are valid
+    for good in (['--neg-pos-ratio', '0'], ['--ohem-iou', '1'], ['--ohem-iou', '0']):
+        train_ssd.parse_args(good)
+    with pytest.raises(SystemExit):
+        train_ssd.parse_args(['--ohem-max-negatives', '0'])
+
+
+def six_anchors():
+    """One image, six 10 x 10 anchors (centre format) along x; anchor 2's box is anchor 1's
+    a pixel lower (IoU 0.9). Anchor 0 is a positive; the negatives' background logits make
+    their losses fall from anchor 1 to anchor 5. Box predictions 0: decoded, the anchors."""
+    anchors = nd.array([[[5, 5, 10, 10], [25, 5, 10, 10], [25, 4.5, 10, 9], [45, 5, 10, 10],
+                         [65, 5, 10, 10], [85, 5, 10, 10]]])
+    cls_pred = nd.zeros((1, 6, 4))
+    cls_pred[0, :, 0] = nd.array([0, -9, -8, -7, -6, -1])
+    cls_target = nd.array([[1, 0, 0, 0, 0, 0]])
+    return cls_pred, nd.zeros((1, 6, 4)), cls_target, nd.zeros((1, 6, 4)), anchors
+
+
+def background_loss(logit):
+    """Cross-entropy of a background target, logits (logit, 0, 0, 0)."""
+    return np.log(np.exp(logit) + 3) - logit
+
+
+def miner_args(*flags):
+    return train_ssd.parse_args(list(flags))
+
+
+@pytest.mark.parametrize('miner', ['gluoncv', 'gluonmine-hard-negative', 'ohem'])
+def test_every_miner_keeps_neg_pos_ratio_hardest_negatives(miner):
+    # --neg-pos-ratio 1, one positive: the loss trains on anchor 0 (loss log 4, four equal
+    # logits) and the hardest negative, anchor 1
+    inputs = six_anchors()
+    chosen = train_ssd.build_miner(miner_args('--miner', miner, '--neg-pos-ratio', '1'))
+    _, cls, _ = chosen.loss(*[[x] for x in inputs])[:3]
+    assert cls[0].asnumpy() == pytest.approx([np.log(4) + background_loss(-9)])
+    mined = train_ssd.mined_samples(chosen, *inputs).asnumpy()
+    assert_array_equal(mined, [[1, -1, 0, 0, 0, 0]])
+
+
+def test_ohem_miner_takes_its_nms_flags():
+    # --neg-pos-ratio 3: NMS at 0.7 drops anchor 2 (IoU 0.9 with the harder anchor 1);
+    # at 1 it keeps it; --ohem-max-negatives 2 leaves 2 of the quota of 3
+    inputs = six_anchors()
+    expected = {'0.7': [[1, -1, 0, -1, -1, 0]], '1': [[1, -1, -1, -1, 0, 0]]}
+    for iou, samples in expected.items():
+        miner = train_ssd.build_miner(miner_args('--miner', 'ohem', '--ohem-iou', iou))
+        assert_array_equal(train_ssd.mined_samples(miner, *inputs).asnumpy(), samples)
+    capped = train_ssd.build_miner(miner_args('--miner', 'ohem', '--ohem-iou', '1',
+                                              '--ohem-max-negatives', '2'))
+    assert_array_equal(train_ssd.mined_samples(capped, *inputs).asnumpy(),
+                       [[1, -1, -1, 0, 0, 0]])
+
+
+def test_step_statistics_hand_checked():
+    # OHEM at ratio 2 mines anchors 1 and 3 (2 is suppressed); SSD's rule at the same ratio
+    # keeps 1 and 2: half the mined negatives are the hardest. The negatives' mean loss is
+    # over anchors 1 to 5, not the positive.
+    args = miner_args('--miner', 'ohem', '--neg-pos-ratio', '2')
+    miner = train_ssd.build_miner(args)
+    inputs = six_anchors()
+    mined = train_ssd.mined_samples(miner, *inputs)
+    out = train_ssd.StepOutput({}, inputs[0], inputs[1], inputs[4], inputs[2],
+                               nd.array([[[0, 0, 10, 10]]]), mined)
+    stats = train_ssd.new_stats()
+    train_ssd.build_step(args, None, miner, None, [mx.cpu()], None).record([out], stats)
+    losses = background_loss(np.array([-9, -8, -7, -6, -1]))
+    assert stats['mining'].summary() == pytest.approx({
+        'mined_loss_mean': (losses[0] + losses[2]) / 2, 'all_loss_mean': losses.mean(),
+        'hardest_share': 0.5})
+    summary = stats['anchors'].summary()
+    assert (summary['positives_per_image'], summary['negatives_per_image']) == (1, 2)
+
+
+def test_miner_statistics_merge_every_count():
+    first, second = train_ssd.MinerStats(), train_ssd.MinerStats()
+    first.update(4., 2., shared=1, mined=4)
+    second.update(6., 2., shared=3, mined=4)
+    first.merge(second)
+    assert first.summary() == {'mined_loss_mean': 5., 'all_loss_mean': 2., 'hardest_share': 0.5}
+
+
+def test_iteration_losses_sum_over_images_and_devices():
+    def losses(*values):
+        return train_ssd.StepOutput(dict(zip(LOSSES, [nd.array(v) for v in values])),
+                                    *[None] * 6)
+    assert train_ssd.record_losses([losses([1, 2], [3, 4], [4, 6]), losses([5], [0], [5])]) == {
+        'cls': 8., 'box': 7., 'total': 15.}
+
+
+def test_anchor_corners():
+    # (cx, cy, w, h) -> (x1, y1, x2, y2)
+    corners = train_ssd.anchor_corners(nd.array([[[5, 5, 10, 10], [20, 10, 4, 6]]]))
+    assert_array_equal(corners, [[0, 0, 10, 10], [18, 7, 22, 13]])
+
+
+def test_val_transform_scale_maps_back_to_the_original_pixels():
+    # a 200 x 100 (W x H) image resized to 128 x 128: x by 200 / 128, y by 100 / 128
+    image = mx.nd.zeros((100, 200, 3), dtype='uint8')
+    resized, label, scale = train_ssd.ValTransform(128)(image, np.array([[0, 0, 200, 100, 0, 0]]))
+    assert resized.shape == (3, 128, 128)
+    assert_allclose(label[0, :4], [0, 0, 128, 128])
+    assert_allclose(scale.asnumpy(), [200 / 128., 100 / 128., 200 / 128., 100 / 128.])
+
+
+def test_target_generator_matches_at_iou_half_and_encodes_with_gluoncvs_stds():
+    # ground truth [0, 0, 10, 12]: anchor 0 [0, 0, 10, 10] its best (IoU 0.83), anchor 1
+    # [0, 0, 10, 26] at IoU 0.46 is background. Anchor 0's targets: centre 1 px lower (of
+    # 10, std 0.1), height 12 / 10 (std 0.2)
+    anchors = nd.array([[[5, 5, 10, 10], [5, 13, 10, 26]]])
+    label = nd.array([[[0, 0, 10, 12, 0, 0]]])
+    cls_target, box_target = train_ssd.ssd_targets(train_ssd.target_generator(), anchors, label)
+    assert_array_equal(cls_target.asnumpy(), [[1, 0]])
+    assert_allclose(box_target.asnumpy(), [[[0, 1, 0, np.log(1.2) / 0.2], [0, 0, 0, 0]]],
+                    rtol=1e-5, atol=1e-6)
+
+
+def test_a_step_reports_each_loss_and_averages_gradients_over_workers():
+    # a stand-in net giving six_anchors' predictions; ground truth exactly on anchor 0. At
+    # --neg-pos-ratio 1: cls = log 4 + the hardest negative's loss, box = 0 (exact box
+    # predictions). The update divides the summed gradients by the number of workers.
+    cls_pred, box_pred, _, _, anchors = six_anchors()
+    weight = nd.ones((1,))
+    weight.attach_grad()
+
+    def net(data):
+        return cls_pred * weight, box_pred * weight, anchors
+
+    class Trainer(object):
+        steps = []
+
+        def step(self, size):
+            self.steps.append(size)
+    args = miner_args('--neg-pos-ratio', '1')
+    step = train_ssd.build_step(args, net, train_ssd.build_miner(args), Trainer(), [mx.cpu()],
+                                types.SimpleNamespace(num_workers=2))
+    out, = step.run((nd.zeros((1, 3, 8, 8)), nd.array([[[0, 0, 10, 10, 0, 0]]])))
+    assert Trainer.steps == [2]
+    expected = np.log(4) + background_loss(-9)
+    assert {name: out.losses[name].asscalar() for name in LOSSES} == pytest.approx(
+        {'cls': expected, 'box': 0., 'total': expected})
