@@ -156,6 +156,13 @@ def test_params_without_their_metrics_exit_clearly(tmp_path):
     with pytest.raises(SystemExit, match='was not written by train_faster_rcnn.py'):
         export.main(['--params', str(tmp_path / 'run-eval.json'), '--output',
                      str(tmp_path / 'o')])
+    # flags and classes, but another recipe's; a training recipe's name without its flags
+    (tmp_path / 'other.params').write_bytes(b'')
+    for metrics in ({'recipe': 'evaluate', 'classes': ['a'], 'args': {}},
+                    {'recipe': 'train_ssd', 'classes': ['a']}):
+        (tmp_path / 'other.json').write_text(json.dumps(metrics))
+        with pytest.raises(SystemExit, match='was not written by train_faster_rcnn.py'):
+            export.main(['--params', str(tmp_path / 'other'), '--output', str(tmp_path / 'o')])
 
 
 def test_a_run_older_than_a_flag_takes_its_default(exported, tmp_path):
@@ -171,3 +178,45 @@ def test_a_run_older_than_a_flag_takes_its_default(exported, tmp_path):
     assert old[::2] == new[::2] == ('faster_rcnn', (1, 3, 128, 160))   # detector, image shape
     assert ([p.data().shape for p in old[1].collect_params().values()]
             == [p.data().shape for p in new[1].collect_params().values()])
+
+
+def test_manifest_records_the_settings_outputs_and_example_inputs(exported):
+    folder, manifest = exported
+    assert (manifest['format'], manifest['seed']) == (1, 3)
+    entries = {e['name']: e for e in manifest['blocks']}
+    # a block's repr, unless it is long (a detector's): then its class name
+    assert entries['rpn_target_sampler']['settings'].startswith(
+        'RPNTargetSampler(num_sample=32, max_pos=16,')
+    assert entries['ssd']['settings'] == 'SSD'
+    assert entries['rpn_target_sampler']['outputs'] == [{'shape': [2, 64], 'dtype': 'float32'}] * 2
+    # the second image's last ground truth is a padding row
+    gt = np.load(str(folder / 'rpn_target_generator-check.npz'))['input0']
+    assert gt.shape == (2, 3, 4) and (gt[1, 2] == -1).all() and (gt[:, :2] >= 0).all()
+    assert (gt[0, 2] >= 0).all()
+
+
+def test_check_fails_when_an_output_is_missing(exported):
+    folder, manifest = exported
+    entry = dict(next(e for e in manifest['blocks'] if e['name'] == 'hard_negative_miner'))
+    entry['outputs'] = entry['outputs'] * 2                 # the manifest promises two
+    with pytest.raises(AssertionError, match='hard_negative_miner: 1 outputs, exported 2'):
+        export.check_block(str(folder), entry, manifest['seed'])
+
+
+def test_fresh_weights_follow_the_seed():
+    import mxnet as mx
+    scores = []
+    for _ in range(2):
+        net, shape = export.build_detector('ssd', ['a', 'b'], 5)
+        scores.append(net(mx.nd.ones(shape))[1].asnumpy())     # initialised on first use
+    np.testing.assert_array_equal(scores[0], scores[1])
+
+
+def test_a_runs_flags_choose_its_network():
+    from gluonmine.data import CLASSES
+    run = {'args': {'network': 'tiny_fpn'}, 'classes': list(CLASSES)}
+    net, shape = export.build_detector('faster_rcnn', list(CLASSES), 0, run)
+    fpn = train_faster_rcnn.TINY_NETWORKS['tiny_fpn'](list(CLASSES))
+    assert shape == (1, 3, 128, 160)
+    assert ([p.shape for p in net.collect_params().values()]
+            == [p.shape for p in fpn.collect_params().values()])

@@ -4,9 +4,11 @@ import os
 import sys
 
 import mxnet as mx
+import numpy as np
 import pytest
 from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultValTransform
 from mxnet import autograd
+from numpy.testing import assert_array_equal
 
 from gluonmine.data import SyntheticVOCDetection
 from gluonmine.models import tiny_faster_rcnn_fpn
@@ -62,6 +64,14 @@ def test_a_trained_run_and_bad_arguments(voc_root, tmp_path):
     # the run's params file for the run, the figure's file name for the output prefix
     args = show_samples.parse_args(['--run', prefix + '.params', '--output', 'look.png'])
     assert (args.run, args.output) == (prefix, 'look')
+    # a run trained for other classes than its dataset's is refused
+    with open(prefix + '.json') as f:
+        metrics = json.load(f)
+    with open(str(tmp_path / 'other.json'), 'w') as f:
+        json.dump(dict(metrics, classes=['a', 'b', 'c']), f)
+    (tmp_path / 'other.params').write_bytes(open(prefix + '.params', 'rb').read())
+    with pytest.raises(SystemExit, match='the run was trained for classes'):
+        show_samples.main(['--run', str(tmp_path / 'other'), '--images', '2'])
     with pytest.raises(SystemExit, match='no training run there'):
         show_samples.main(['--run', str(tmp_path / 'missing')])
     with pytest.raises(SystemExit, match='the training set has images 0 to 299'):
@@ -103,3 +113,30 @@ def test_a_feature_pyramid_nets_anchors_of_every_level(voc_root):
         assert boxes.shape == (anchors, 4) and samples.shape == (anchors,)
         assert 0 < (samples > 0).sum() and (samples != 0).sum() <= 256
     assert (panels['gluonmine RPN'][1] != 0).sum() == 256
+
+
+def test_counts_leave_padding_rows_out():
+    # two objects and a padding row; both positives overlap object 0 best, so object 1 has
+    # none; the ignored box (0) on object 1 counts for nothing
+    gt = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [-1, -1, -1, -1]], 'float32')
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 10, 10], [40, 40, 50, 50], [20, 20, 30, 30]],
+                     'float32')
+    assert show_samples.counts(boxes, np.array([1., 1., -1., 0.]), gt) == {
+        'positives': 2, 'negatives': 1, 'objects': 2, 'objects_without_positive': 1}
+
+
+def test_rpn_panels_follow_the_seed_whatever_numpys_state():
+    # 2000 small anchors, one object: GluonCV draws its negatives with NumPy's generator
+    rng = np.random.RandomState(0)
+    xy = rng.uniform(0, 56, (1, 2000, 2))
+    anchors = mx.nd.array(np.concatenate([xy, xy + 8], axis=-1))
+    label = mx.nd.array([[10, 10, 30, 30, 0, 0]])
+    flags = train_faster_rcnn.parse_args([])
+    panels = []
+    for state in (1, 2):
+        np.random.seed(state)
+        panels.append(show_samples.rpn_selections(mx.nd.zeros((3, 64, 64)), label, anchors, 0,
+                                                  flags))
+    for name in ('GluonCV RPN', 'gluonmine RPN'):
+        assert (panels[0][name][1] != 0).sum() == 256, name
+        assert_array_equal(panels[0][name][1], panels[1][name][1])

@@ -4,6 +4,7 @@ import os
 import sys
 
 import pytest
+from mxnet import gluon
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'recipes'))
 
@@ -71,3 +72,45 @@ def test_warmup_defaults_to_at_most_a_tenth_of_the_iterations():
     assert soak.parse_args([]).warmup == 200
     assert soak.parse_args(['--iterations', '100']).warmup == 10
     assert soak.parse_args(['--iterations', '100', '--warmup', '50']).warmup == 50
+
+
+class _Echo(gluon.HybridBlock):
+    """A block without parameters: its input, unchanged."""
+
+    def hybrid_forward(self, F, x):  # pylint: disable=arguments-differ
+        return x * 1
+
+
+def test_a_blocks_row_from_its_readings(monkeypatch):
+    # readings of 100, 101, ... MiB: the warm-up's (after call 4) is 100, then one each
+    # 4 calls and after the last; growth 3 MiB, at the tolerance, passes
+    readings = iter(range(100, 110))
+    monkeypatch.setattr(soak, 'resident_mb', lambda: float(next(readings)))
+    monkeypatch.setattr(soak, 'READ_EVERY', 4)
+    shapes = []
+
+    def make_inputs(rng, batch, n, m):
+        shapes.append((batch, n, m))
+        return [rng.uniform(size=(batch, n))]
+    args = soak.parse_args(['--iterations', '10', '--warmup', '3', '--reshape-every', '4',
+                            '--tolerance-mb', '3'])
+    row = soak.soak('echo', _Echo, make_inputs, [(1, 2, 0), (2, 3, 0)], args)
+    assert shapes == [(1, 2, 0)] * 4 + [(2, 3, 0)] * 4 + [(1, 2, 0)] * 2   # sizes cycle
+    assert row == dict(block='echo', iterations=10, rss_after_warmup_mb=100., rss_end_mb=103.,
+                       growth_mb=3., ok=True, memory=[[4, 101.], [8, 102.], [10, 103.]])
+
+
+def test_unknown_blocks_and_the_default_tolerance():
+    with pytest.raises(SystemExit, match='unknown block.s. nope; known: rpn_sampler, '):
+        soak.main(['--only', 'rpn_sampler,nope', '--iterations', '2'])
+    assert soak.parse_args([]).tolerance_mb == 20.
+
+
+def test_ctrl_c_in_the_first_block_draws_nothing(tmp_path, monkeypatch, capsys):
+    def interrupted(*_):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(soak, 'soak', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        soak.main(['--iterations', '20', '--out', str(tmp_path / 'soak.json')])
+    assert 'interrupted in block rpn_sampler: 0 finished block(s)\n' in capsys.readouterr().err
+    assert os.listdir(str(tmp_path)) == []
