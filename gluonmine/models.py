@@ -175,8 +175,23 @@ def tiny_mask_rcnn(classes, mask_channels=16, target_roi_scale=2, **kwargs):
                             target_roi_scale=target_roi_scale, **kwargs)
 
 
+def _feature_cells(size, count):
+    """Cells across each of ``tiny_ssd``'s ``count`` feature maps for a ``size`` px input:
+    its stem halves three times, each later stage once (a 3x3 stride-2 convolution with
+    padding 1 gives ceil(n / 2) of n)."""
+    cells = [-(-size // 8)]
+    while len(cells) < count:
+        cells.append(-(-cells[-1] // 2))
+    return cells
+
+
 def tiny_ssd(classes, base_size=128, channels=(16, 32, 64, 64, 64, 64), **kwargs):
     """A small SSD built with GluonCV's ``SSD`` class: six feature maps, strides 8 to 256.
+
+    Anchors are laid out as GluonCV's presets lay them: a map of ``n`` x ``n`` cells
+    over the ``base_size`` x ``base_size`` input has step ``base_size / n``, so every
+    map's anchors are centred on the image (at 128 px the maps are 16, 8, 4, 2, 1 and
+    1 cells wide, steps 8 to 128).
 
     Parameters
     ----------
@@ -218,6 +233,6 @@ def tiny_ssd(classes, base_size=128, channels=(16, 32, 64, 64, 64, 64), **kwargs
 
     sizes = [base_size * s for s in (0.1, 0.2, 0.37, 0.54, 0.71, 0.88, 1.05)]
     ratios = [[1, 2, 0.5]] * 2 + [[1, 2, 0.5, 3, 1. / 3]] * 4
-    steps = [8, 16, 32, 64, 128, 256]
+    steps = [base_size / cells for cells in _feature_cells(base_size, 6)]
     return SSD(None, base_size, lambda **_: _Features(), None, sizes, ratios, steps,
                classes, pretrained=False, **kwargs)

@@ -1,7 +1,9 @@
 """The tiny GluonCV detectors used by tests and offline recipes."""
 import mxnet as mx
+import numpy as np
 import pytest
 from mxnet import autograd, nd
+from numpy.testing import assert_allclose
 
 from gluonmine.models import tiny_faster_rcnn, tiny_faster_rcnn_fpn, tiny_ssd
 
@@ -76,4 +78,23 @@ def test_tiny_ssd_predicts_every_anchor():
     first = anchors.asnumpy()[0, :16 * 16 * 4]
     assert anchors.shape[1] == 1412
     assert sorted(set(first[:, 0])) == sorted(set(first[:, 1])) == list(range(4, 128, 8))
+    mx.nd.waitall()
+
+
+@pytest.mark.parametrize('size, cells', [(128, (16, 8, 4, 2, 1, 1)), (96, (12, 6, 3, 2, 1, 1)),
+                                         (300, (38, 19, 10, 5, 3, 2))])
+def test_tiny_ssd_centres_every_maps_anchors_on_the_image(size, cells):
+    # before: steps 8 to 256 whatever the input, so at 128 px the last 1x1 map's anchors
+    # sat on the image's corner (128, 128), out of reach of most objects
+    net = tiny_ssd(['a'], base_size=size)
+    net.initialize()
+    with autograd.train_mode():
+        anchors = net(nd.zeros((1, 3, size, size)))[2].asnumpy()[0]      # (N, 4) cx, cy, w, h
+    per_cell = [4, 4, 6, 6, 6, 6]                                        # anchors a position
+    ends = np.cumsum([n * n * k for n, k in zip(cells, per_cell)])
+    assert ends[-1] == len(anchors)
+    for level, (start, end) in enumerate(zip([0] + list(ends[:-1]), ends)):
+        centres = sorted(set(anchors[start:end, 0]))
+        step = size / cells[level]
+        assert_allclose(centres, (np.arange(cells[level]) + 0.5) * step, rtol=1e-5)
     mx.nd.waitall()
