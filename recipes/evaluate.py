@@ -70,8 +70,8 @@ def settings(run, args):
     """
     flags = report.run_flags(run, vars(RECIPES[run['recipe']].parse_args([])),
                              dataset=args.dataset, dataset_root=args.dataset_root,
-                             val_splits=args.val_splits)
-    flags.update(gpus=args.gpus, num_workers=args.num_workers)
+                             val_splits=args.val_splits, gpus=args.gpus,
+                             num_workers=args.num_workers)
     if flags['dataset'] != 'voc' and args.val_splits is not None:
         raise SystemExit('--val-splits needs --dataset voc, not {}'.format(flags['dataset']))
     if args.num_val_images is not None:
