@@ -183,6 +183,14 @@ def test_stable_order_on_a_long_row_of_few_values():
     assert_array_equal(got[0], want[:, :50])
 
 
+def test_gather_rows_clips_indices_outside_the_row():
+    # without fill, -1 and -2 pick entry 0 and 5, 9 (past L = 4) entry 3: clipped, where
+    # MXNet's gather_nd alone would count negative indices from the row's end
+    x = np.float32([[0, 1, 2, 3], [4, 5, 6, 7]])
+    got = both(_ops.gather_rows, x, np.float32([[-1, 5], [-2, 9]]))[0]
+    assert_array_equal(got, [[0, 3], [4, 7]])
+
+
 def test_gather_rows_with_float_indices():
     x = np.float32([[10, 11, 12], [20, 21, 22]])
     got = both(_ops.gather_rows, x, np.float32([[2, 0], [1, 1]]))[0]

@@ -1,6 +1,8 @@
 """recipes/evaluate.py: a trained run's detector evaluated again, and its precision curves."""
+import argparse
 import glob
 import json
+import logging
 import os
 import re
 import shutil
@@ -41,6 +43,7 @@ def test_evaluation_repeats_the_runs_own(voc_root, tmp_path, recipe, cpu_devices
     assert spread['map'] == result['map']
     assert result['map']['mAP'] > 0                             # detections were compared
     assert result['images'] == 8 and result['recipe'] == 'train_' + recipe
+    assert (result['dataset'], result['dataset_root']) == ('synthetic', voc_root)  # the run's
     with open(prefix + '-eval.json') as f:
         assert json.load(f) == json.loads(json.dumps(result))
     with open(prefix + '-eval.png', 'rb') as f:
@@ -114,6 +117,34 @@ def test_a_run_evaluated_on_voc_format_data_with_its_own_classes(voc_root, tmp_p
         evaluate.main([prefix, '--dataset', 'voc', '--dataset-root', str(other),
                        '--val-splits', '2007:val', '--output', str(tmp_path / 'cats')])
     assert not os.path.exists(str(tmp_path / 'cats.json'))
+
+
+def test_settings_take_the_runs_flags_but_the_evaluations_devices_and_images():
+    # a run on 2 GPUs with 4 workers and 8 validation images, evaluated by default on the
+    # CPU without workers on all images: the evaluation's own values, never the run's
+    run = {'recipe': 'train_ssd', 'classes': CLASSES,
+           'args': {'dataset_root': '/data/run', 'gpus': [0, 1], 'num_workers': 4,
+                    'num_val_images': 8}}
+    flags = evaluate.settings(run, evaluate.parse_args(['run', '--num-val-images', 'all']))
+    assert (flags.gpus, flags.num_workers, flags.num_val_images) == ([], 0, None)
+    assert (flags.dataset, flags.dataset_root) == ('synthetic', '/data/run')
+    flags = evaluate.settings(run, evaluate.parse_args(
+        ['run', '--gpus', '1', '--num-workers', '2', '--dataset-root', '/data/new']))
+    assert (flags.gpus, flags.num_workers, flags.num_val_images) == ([1], 2, 8)
+    assert flags.dataset_root == '/data/new'
+
+
+def test_check_ground_truth_refuses_only_images_without_any_of_the_classes(caplog):
+    flags = argparse.Namespace(num_val_images=8, dataset='voc', dataset_root='/data/voc')
+    logger = logging.getLogger('test_evaluate')
+    with pytest.raises(SystemExit, match=r"the 8 images of --dataset voc at /data/voc hold no "
+                                         r"object of the run's classes \(disc, square, "):
+        evaluate.check_ground_truth(dict.fromkeys(CLASSES + ['mAP']), CLASSES, flags, logger)
+    # one class present: the others are named in a warning
+    with caplog.at_level(logging.WARNING, logger='test_evaluate'):
+        evaluate.check_ground_truth({'disc': 0.5, 'square': None, 'triangle': None,
+                                     'mAP': 0.5}, CLASSES, flags, logger)
+    assert caplog.messages == ['no object of square, triangle in these images: their AP is n/a']
 
 
 class FakeMetric(object):
