@@ -103,7 +103,7 @@ def parse_args(argv=None):
     parser.add_argument('--iterations', type=int, default=10000, help='calls per block')
     parser.add_argument('--warmup', type=int,
                         help='calls before the reading that growth is measured from '
-                             '(default: 200, or a tenth of --iterations when that is fewer)')
+                             '(None: 200, or a tenth of --iterations when that is fewer)')
     parser.add_argument('--reshape-every', type=int, default=500,
                         help='calls between changes of input shape')
     parser.add_argument('--only', default='all', help='comma-separated block names')

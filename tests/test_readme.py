@@ -36,9 +36,10 @@ def detection_arrays():
     truths, C classes and background."""
     rng = np.random.RandomState(0)
     ious = (rng.rand(B, N, M) ** 2).astype('float32')
-    matches = np.where(ious.max(-1) >= 0.5, ious.argmax(-1), -1).astype('float32')
+    # GluonCV's SSD matcher output (-1: unmatched), what OHEMSampler takes
+    anchor_matches = np.where(ious.max(-1) >= 0.5, ious.argmax(-1), -1).astype('float32')
     return {name: nd.array(value) for name, value in dict(
-        ious=ious, matches=matches,
+        ious=ious, anchor_matches=anchor_matches,
         cls_pred=rng.randn(B, N, C + 1), cls_preds=rng.randn(B, N, C + 1),
         gt_boxes=np.stack([random_boxes(rng, M) for _ in range(B)]),
         anchors=random_boxes(rng, N), im_hw=np.float32([[90, 100]] * B),
