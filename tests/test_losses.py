@@ -10,8 +10,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 from conftest import assert_same_outputs, forward_without_host_sync, no_host_sync, random_boxes
 from gluonmine.hard_negative import HardNegativeMiner
-from gluonmine.losses import (MultiBoxLoss, RCNNHardExampleLoss, SSDMultiBoxLoss, huber,
-                              positives_over_devices)
+from gluonmine.losses import (MultiBoxLoss, RCNNHardExampleLoss, SSDMultiBoxLoss, class_losses,
+                              huber, positives_over_devices)
 from gluonmine.ohem import HardExampleMiner
 
 LN = math.log
@@ -56,6 +56,34 @@ def test_multibox_loss_by_hand():
     assert_allclose(cls_loss, [LN(2) + LN(4) + LN(8)], rtol=1e-5)
     assert_allclose(box_loss, [1.75], rtol=1e-6)
     assert_allclose(total, cls_loss + 0.5 * box_loss, rtol=1e-6)
+
+
+class KeepLossAboveOne(gluon.HybridBlock):
+    """A miner that trains the class loss of the candidates of loss above 1 only,
+    positives included."""
+
+    def hybrid_forward(self, F, losses, samples):  # pylint: disable=arguments-differ
+        return F.where(losses > 1, samples, F.zeros_like(samples))
+
+
+def test_multibox_class_loss_follows_the_miner_and_box_loss_every_positive():
+    # anchors: 0 positive ln 2, 1 positive ln 4, 2 negative ln 4, 3 negative ln 2; the miner
+    # drops 0 and 3 from the class loss; the box loss still covers both positives
+    # (smooth L1 1.0 and 0.125); 2 positives normalize
+    cls_pred = nd.array([[[0, 0], [LN(3), 0], [0, LN(3)], [0, 0]]])
+    box_pred = nd.array([[[1.5, 0, 0, 0], [0.5, 0, 0, 0], [9, 9, 9, 9], [9, 9, 9, 9]]])
+    out = MultiBoxLoss(miner=KeepLossAboveOne())(cls_pred, box_pred, nd.array([[1, 1, 0, 0]]),
+                                                  nd.zeros((1, 4, 4)))
+    total, cls_loss, box_loss = [x.asnumpy() for x in out]
+    assert_allclose(cls_loss, [(LN(4) + LN(4)) / 2], rtol=1e-5)
+    assert_allclose(box_loss, [(1. + 0.125) / 2], rtol=1e-6)
+    assert_allclose(total, cls_loss + box_loss, rtol=1e-6)
+
+
+def test_class_losses_stay_finite_for_confident_mistakes():
+    # a logit 200 above the target's: the loss is 200, not -log(0) = inf (log_softmax)
+    got = class_losses(nd, nd.array([[[0, 200], [200, 0], [0, 0]]]), nd.array([[0, 1, -1]]))
+    assert_allclose(got.asnumpy(), [[200, 200, 0]], rtol=1e-6)
 
 
 def test_huber_is_mxnets():
@@ -224,14 +252,42 @@ def test_rcnn_loss_nms_suppresses_duplicates():
 
 def test_rcnn_loss_default_miner_ranks_by_the_loss_it_trains():
     # lambd weights the box loss in the miner too: RoI 0 has cls ln(1 + e^2) = 2.13 and
-    # no box loss, RoI 1 cls ln 2 = 0.69 and box loss 6; with lambd 0.1, 0 is the harder
+    # no box loss, RoI 1 cls ln 2 = 0.69 and box loss 6; with lambd 0.2 (and the class
+    # loss weighted 1), 0 is the harder: 2.13 > 0.69 + 1.2 (with lambd 1, or the class
+    # loss weighted 0.5, 1 would be)
     cls_pred = nd.array([[[2, 0], [0, 0]]])
     box_pred = nd.zeros((1, 2, 1, 4))
     box_pred[0, 1] = 2                                          # smooth L1 1.5, 4 times
     rois = nd.array([[[0, 0, 10, 10], [20, 20, 30, 30]]])
-    out = RCNNHardExampleLoss(lambd=0.1)(cls_pred, box_pred, nd.array([[1, 1]]),
+    out = RCNNHardExampleLoss(lambd=0.2)(cls_pred, box_pred, nd.array([[1, 1]]),
                                          nd.zeros((1, 2, 1, 4)), nd.ones((1, 2, 1, 4)), rois)
     assert_array_equal(out[3].asnumpy()[0, :3], [0, 1, -1])
+
+
+def test_rcnn_loss_default_miner_takes_64_rois_with_nms_at_0_7():
+    # 70 negatives, losses falling with the index: RoI 1 overlaps RoI 0 at IoU 0.6 (kept),
+    # RoI 2 at 0.8 (suppressed); the others are apart. 64 are selected: 0, 1, 3..64
+    rois = np.float32([[20 * (i % 10), 20 * (i // 10), 20 * (i % 10) + 10,
+                        20 * (i // 10) + 10] for i in range(70)])
+    rois[1], rois[2] = [0, 0, 10, 6], [0, 0, 10, 8]
+    cls_pred = nd.array(np.stack([np.zeros(70), np.linspace(5, 1, 70)], axis=-1)[None])
+    zeros = nd.zeros((1, 70, 1, 4))
+    mask = RCNNHardExampleLoss()(cls_pred, zeros, nd.zeros((1, 70)), zeros, zeros,
+                                 nd.array(rois[None]))[4].asnumpy()
+    assert_array_equal(np.flatnonzero(mask[0]), [0, 1] + list(range(3, 65)))
+
+
+def test_rcnn_loss_gives_the_class_targets_to_the_miner_as_labels():
+    # RoIs 0 (background, ln 8) and 1 (class 1, ln 4) are the same box: NMS by label keeps
+    # both, plain NMS suppresses 1
+    cls_pred = nd.array([[[0, LN(7)], [LN(3), 0], [0, 0]]])
+    rois = nd.array([[[0, 0, 10, 10], [0, 0, 10, 10], [50, 50, 60, 60]]])
+    zeros = nd.zeros((1, 3, 1, 4))
+    for by_label, want in [(True, [0, 1, 2]), (False, [0, 2, -1])]:
+        miner = HardExampleMiner(3, 0.7, 'both', 1., 1., nms_by_label=by_label)
+        loss = RCNNHardExampleLoss(miner)
+        indices = loss(cls_pred, zeros, nd.array([[0, 1, 0]]), zeros, zeros, rois)[3]
+        assert_array_equal(indices.asnumpy(), [want])
 
 
 def test_rcnn_loss_of_a_batch_with_nothing_labelled_is_zero():
@@ -318,6 +374,8 @@ def test_rcnn_loss_modes_and_no_host_sync(modes):
     (lambda: MultiBoxLoss(negative_mining_ratio=-1), 'negative_mining_ratio'),
     (lambda: MultiBoxLoss(rho=0), 'rho'),
     (lambda: MultiBoxLoss(lambd=-1), 'lambd'),
+    (lambda: MultiBoxLoss(lambd=float('inf')), 'lambd'),
+    (lambda: MultiBoxLoss(miner=gluon.nn.Sequential()), 'miner'),      # a Block, not hybrid
     (lambda: MultiBoxLoss(min_hard_negatives=1.5), 'min_hard_negatives'),
     (lambda: MultiBoxLoss(min_hard_negatives=-1), 'min_hard_negatives'),
     (lambda: SSDMultiBoxLoss(miner='hard'), 'miner'),
@@ -336,6 +394,8 @@ def test_rejects_bad_inputs():
         MultiBoxLoss()(cls_pred, box_pred, cls_target.expand_dims(-1), box_target)
     with pytest.raises(ValueError, match='box_pred'):
         MultiBoxLoss()(cls_pred, box_pred[:, :10], cls_target, box_target)
+    with pytest.raises(ValueError, match='box_target'):
+        MultiBoxLoss()(cls_pred, box_pred, cls_target, box_target[:, :10])
     with pytest.raises(ValueError, match='num_positives'):
         MultiBoxLoss()(cls_pred, box_pred, cls_target, box_target, nd.ones((2,)))
     with pytest.raises(ValueError, match='lists of one length'):
@@ -347,3 +407,6 @@ def test_rejects_bad_inputs():
         RCNNHardExampleLoss()(*inputs[:4], inputs[4][:, :10], inputs[5])
     with pytest.raises(ValueError, match='box_indices'):
         RCNNHardExampleLoss()(*inputs, nd.zeros((2, 60, 1)))
+    with pytest.raises(ValueError, match='box_indices'):         # box rows of one image of 2
+        RCNNHardExampleLoss()(inputs[0], inputs[1][:1], inputs[2], inputs[3][:1],
+                              inputs[4][:1], inputs[5], nd.zeros((1, 60)))

@@ -138,6 +138,15 @@ def test_suppression_needs_a_kept_candidate_and_iou_strictly_above():
     assert 0 in indices[0] and 1 in indices[0]
 
 
+def test_iou_threshold_takes_both_ends_of_its_range():
+    # 0: any overlap suppresses (0 and 3 overlap the kept 1), boxes apart (2, 4) stay;
+    # 1: only an IoU above 1 would suppress, so the five come in loss order
+    assert_array_equal(mine(TOY, num_hard_examples=5, iou_threshold=0., loss_type='cls')[0],
+                       [[4, 1, 2, -1, -1]])
+    assert_array_equal(mine(TOY, num_hard_examples=5, iou_threshold=1., loss_type='cls')[0],
+                       [[4, 1, 2, 0, 3]])
+
+
 def test_num_hard_examples_stops_the_greedy_pass_and_none_keeps_all():
     indices, mask = mine(TOY, num_hard_examples=2, loss_type='cls')
     assert_array_equal(indices, [[4, 1]])
@@ -412,6 +421,7 @@ def test_tiny_scalars_are_stored_as_float32():
 @pytest.mark.parametrize('position, bad, name', [
     (0, nd.zeros((1, 5, 1)), 'cls_losses'), (2, nd.zeros((1, 5, 3)), 'boxes'),
     (3, nd.zeros((1, 4)), 'samples'), (1, nd.zeros((2, 5)), 'loc_losses'),
+    (2, nd.zeros((1, 6, 4)), 'boxes'),
 ])
 def test_rejects_bad_input_shapes(position, bad, name):
     inputs = [nd.array(x) for x in TOY]
@@ -422,6 +432,18 @@ def test_rejects_bad_input_shapes(position, bad, name):
             miner.hybridize()
         with pytest.raises(ValueError, match=name):
             miner(*inputs)
+
+
+def test_rejects_bad_label_shapes():
+    # with nms_by_label, labels must be (B, N) like samples: (B, N, 1), another B, another N
+    inputs = [nd.array(x) for x in TOY]
+    for labels in (nd.zeros((1, 5, 1)), nd.zeros((2, 5)), nd.zeros((1, 4))):
+        for hybrid in (False, True):
+            miner = HardExampleMiner(nms_by_label=True)
+            if hybrid:
+                miner.hybridize()
+            with pytest.raises(ValueError, match='labels'):
+                miner(*inputs, labels)
 
 
 # ------------------------------------------------------------ OHEMSampler
@@ -465,6 +487,24 @@ def test_ohem_sampler_min_samples_and_no_positives():
     assert_array_equal(OHEMSampler(3, min_samples=2)(x, logits, ious).asnumpy(),
                        [[0, 0, -1, -1]])
 
+
+
+def test_ohem_sampler_floors_a_fractional_min_samples_as_gluoncv():
+    # no positives, min_samples 2.5: floor(max(2.5, 3 * 0)) = 2 negatives (GluonCV's int()),
+    # the lowest background probabilities 0.1 (1) and 0.2 (3)
+    x, ious = nd.array([[-1, -1, -1, -1]]), nd.zeros((1, 4, 1))
+    logits = nd.array(background_logits([[0.9, 0.1, 0.3, 0.2]]))
+    for sampler in (OHEMSampler(3, min_samples=2.5), GluonCVOHEMSampler(3, 2.5)):
+        assert_array_equal(sampler(x, logits, ious).asnumpy(), [[0, -1, 0, -1]])
+
+
+def test_ohem_sampler_ties_anchors_whose_background_probability_underflows():
+    # background logits 150 and 200 below the others: both probabilities are 0 in float32,
+    # both the hardest, tied; the tie goes to the lower index (a log-probability, -150
+    # against -200, would take 1)
+    logits = nd.array([[[-150, 0, 0], [-200, 0, 0], [0, 0, 0]]])
+    got = OHEMSampler(1, min_samples=1)(nd.array([[-1, -1, -1]]), logits, nd.zeros((1, 3, 1)))
+    assert_array_equal(got.asnumpy(), [[-1, 0, 0]])
 
 
 def test_ohem_sampler_iou_at_thresh_is_not_eligible():

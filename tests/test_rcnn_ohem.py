@@ -17,7 +17,7 @@ from conftest import no_host_sync
 from gluonmine.losses import RCNNHardExampleLoss
 from gluonmine.models import tiny_faster_rcnn, tiny_faster_rcnn_fpn, tiny_mask_rcnn
 from gluonmine.ohem import HardExampleMiner
-from gluonmine.rcnn_ohem import NEGATIVE_IOU_EDGES, OHEMFasterRCNN
+from gluonmine.rcnn_ohem import NEGATIVE_IOU_EDGES, OHEMFasterRCNN, _fpn_levels
 from gluonmine.rcnn_target import RCNNTargetSampler
 from test_rcnn import GT_BOXES, GT_LABELS, HEIGHT, WIDTH
 
@@ -167,6 +167,9 @@ def test_outputs_follow_gluoncvs_conventions(step):
         masks = out.box_masks.asnumpy()[b]
         assert_array_equal(masks.sum(axis=(1, 2)), 4 * positive)
         assert_array_equal(masks[positive].argmax(axis=1)[:, 0], cls_targets[b][positive] - 1)
+    # the RPN's raw outputs and anchors, which GluonCV's RPN loss reads, are the net's own
+    for got, want in zip((out.rpn_score, out.rpn_box, out.anchors), step['outputs'][5:8]):
+        assert_allclose(got.asnumpy(), want.asnumpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_statistics(step):
@@ -216,6 +219,45 @@ def test_negatives_keep_to_neg_iou_thresh_low():
         best = iou(out.rois.asnumpy()[b], GT_BOXES.asnumpy()[b]).max(axis=1)
         assert (best[samples[b] < 0] >= 0.1 - 1e-6).all()
     assert not out.stats.negative_ious.asnumpy()[:, :2].any()     # bins [0, 0.05), [0.05, 0.1)
+
+
+def test_empty_slots_and_the_nets_positive_threshold():
+    # a net with pos_iou_thresh 0.7, negatives from IoU 0.5: the candidates below 0.5 are
+    # ignored, so a miner without limit (NMS by label at IoU 1 suppresses nothing, but needs
+    # the class targets as labels) selects few, and the slots after them are empty:
+    # RoI (-1, -1, -1, -1), sample 0, match 0, class target -1 (no loss), no box target.
+    # The third image has no object: nothing is labelled there, its mean losses are 0.
+    net = tiny_net(pos_iou_thresh=0.7)
+    ohem = OHEMFasterRCNN(net, miner=HardExampleMiner(None, 1., nms_by_label=True),
+                          neg_iou_thresh_low=0.5)
+    gt_box = nd.concat(GT_BOXES, -nd.ones((1, 2, 4)), dim=0)
+    gt_label = nd.concat(GT_LABELS, -nd.ones((1, 2, 1)), dim=0)
+    with autograd.train_mode():
+        out = ohem(images(3), gt_box, gt_label)
+    samples = out.samples.asnumpy()                                       # (3, R)
+    for b in range(2):
+        best = iou(out.rois.asnumpy()[b], GT_BOXES.asnumpy()[b]).max(axis=1)
+        positive, negative = samples[b] > 0, samples[b] < 0
+        assert positive.any() and (best[positive] >= 0.7).all()
+        assert negative.any() and ((best[negative] >= 0.5 - 1e-6) & (best[negative] < 0.7)).all()
+    taken = samples != 0
+    assert not taken[2].any()
+    assert_array_equal(np.sort(taken, axis=1)[:, ::-1], taken)         # the selected first
+    empty = ~taken
+    assert_array_equal(out.rois.asnumpy()[empty], -1)
+    assert_array_equal(out.matches.asnumpy()[empty], 0)
+    assert_array_equal(out.cls_targets.asnumpy()[empty], -1)
+    assert not out.box_targets.asnumpy()[empty].any() and not out.box_masks.asnumpy()[empty].any()
+    for stat in (out.stats.mined_loss, out.stats.all_loss):
+        assert stat.asnumpy()[2] == 0 and (stat.asnumpy()[:2] > 0).all()
+
+
+def test_fpn_levels_are_gluoncvs():
+    # level floor(4 + log2(sqrt(w h) / 224)) with w = x2 - x1 + 1, clipped to [2, 5]:
+    # sides 224 -> 4, 336 -> 4 (4.58, floored), 112 -> 3, 448 -> 5, 56 -> 2, 10 and 2000 clip
+    sides = [224, 336, 112, 448, 56, 10, 2000]
+    rois = nd.array([[0, 5, 5, 5 + side - 1, 5 + side - 1] for side in sides])
+    assert_array_equal(_fpn_levels(nd, rois, 2, 5).asnumpy(), [4, 4, 3, 5, 2, 2, 5])
 
 
 def test_negatives_at_or_above_iou_0_5_count_in_the_last_bin():
@@ -332,6 +374,30 @@ def test_feature_pyramid_net():
         assert_array_equal(a, b)
 
 
+def test_feature_pyramid_net_selects_what_gluoncvs_head_gives():
+    # the FPN net against its own training forward over every candidate (head BatchNorm
+    # frozen): the RoIs pooled from the levels P2-P5 by GluonCV's rule give the same
+    # selection and the same class logits
+    mx.random.seed(0)
+    net = tiny_faster_rcnn_fpn(CLASSES, per_device_batch_size=2, short=HEIGHT, max_size=WIDTH,
+                               num_sample=202, pos_ratio=1.0)
+    net.initialize()
+    for block in net.box_features:
+        if isinstance(block, gluon.nn.BatchNorm):
+            block._kwargs['use_global_stats'] = True   # pylint: disable=protected-access
+    net.sampler = RCNNTargetSampler(2, 200, 202, 0.5, 1.0, 2)
+    x = images()
+    with autograd.train_mode():
+        outputs = net(x, GT_BOXES, GT_LABELS)
+        out = OHEMFasterRCNN(net)(x, GT_BOXES, GT_LABELS)
+    dense = RCNNHardExampleLoss(HardExampleMiner(64, 0.7, 'both', 1., 1.))
+    index = dense(*[outputs[i] for i in (0, 1, 8, 9, 10, 2, 11)])[3].asnumpy().astype(int)
+    for got, want in [(out.rois, outputs[2]), (out.cls_pred, outputs[0])]:
+        want = want.asnumpy()
+        assert_allclose(got.asnumpy(), np.stack([want[b, index[b]] for b in range(2)]),
+                        rtol=1e-5, atol=1e-5)
+
+
 def test_no_host_round_trip():
     net = tiny_net()
     ohem = OHEMFasterRCNN(net)
@@ -415,4 +481,6 @@ def test_rejects_bad_inputs_and_prediction_mode():
             ohem(x, GT_BOXES, GT_LABELS[:, :1])
         with pytest.raises(ValueError, match='gt_box'):
             ohem(x, GT_BOXES[:1], GT_LABELS[:1])
+        with pytest.raises(ValueError, match='gt_label'):
+            ohem(x, GT_BOXES, GT_LABELS[:1])
 
