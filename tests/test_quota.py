@@ -43,6 +43,9 @@ def test_modes_agree_and_never_sync(modes):
     (dict(neg_iou_thresh_low=0.6), 'neg_iou_thresh_low'),
     (dict(neg_iou_thresh_low=-0.1), 'neg_iou_thresh_low'),
     (dict(pos_iou_thresh=2), 'pos_iou_thresh'),
+    # the lower bound is checked against the negative band's top, not against pos_iou_thresh
+    (dict(pos_iou_thresh=0.7, neg_iou_thresh_high=0.3, neg_iou_thresh_low=0.5),
+     'neg_iou_thresh_low'),
 ])
 def test_rejects_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):

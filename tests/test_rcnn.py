@@ -94,6 +94,7 @@ def test_installs_rcnn_sampler_with_the_nets_settings():
     assert isinstance(generator, RPNTargetGenerator)
     assert isinstance(generator.sampler, RPNTargetSampler)
     assert generator.sampler.num_sample == 256 and generator.sampler.max_pos == 128
+    assert generator._stds == (1., 1., 1., 1.)
 
 
 def test_device_targets_take_the_rpn_arguments_of_the_transform():
@@ -124,12 +125,13 @@ def test_rcnn_sampler_for_passes_the_negative_band():
     (lambda net: install_samplers(net, rcnn_sampler=QuotaSampler()), 'rcnn_sampler'),
     (lambda net: install_samplers(net, device_targets=True, short=600), 'short'),
     (lambda net: install_samplers(net, device_targets=True, num_sample=0), 'num_sample'),
+    (lambda net: install_samplers(net, num_sample=0), 'num_sample'),
 ])
 def test_rejects_bad_arguments(call, name):
     net = tiny_net()
     with pytest.raises(ValueError, match=name):
         call(net)
-    assert isinstance(net.sampler, GluonCVSampler)          # nothing installed on failure
+    assert type(net.sampler) is GluonCVSampler              # nothing installed on failure
 
 
 def test_transform_path():
@@ -143,6 +145,8 @@ def test_transform_path():
     img, bbox, cls_targets, box_targets, box_masks = transform(image, label)
     assert min(img.shape[1:]) == net.short                   # the net's size, as GluonCV's script
     assert (cls_targets[0] >= 0).sum() == 64
+    wide = transform(nd.zeros((40, 200, 3), dtype='uint8'), label[:1] / 4)[0]
+    assert wide.shape[1:] == (45, net.max_size)              # the long side capped at the net's
 
 
 
@@ -291,8 +295,10 @@ def test_correct_in_a_static_alloc_net_whose_input_shapes_change():
 
 
 def test_rcnn_sampler_for_takes_the_nets_quota_and_a_given_negative_band():
-    net = tiny_faster_rcnn(['a', 'b'], num_sample=96, pos_ratio=0.5)
-    assert rcnn_sampler_for(net).max_pos == 48
+    net = tiny_faster_rcnn(['a', 'b'], num_sample=96, pos_ratio=0.5, pos_iou_thresh=0.6)
+    sampler = rcnn_sampler_for(net)
+    assert sampler.max_pos == 48
+    assert sampler._pos_iou_thresh == np.float32(0.6)  # pylint: disable=protected-access
     sampler = rcnn_sampler_for(net, neg_iou_thresh_high=0.4)
     assert sampler._neg_iou_thresh_high == np.float32(0.4)  # pylint: disable=protected-access
 
@@ -308,3 +314,11 @@ def test_transform_path_on_a_feature_pyramid_net():
     ours = transform(IMAGE, LABEL)
     assert len(ours[2]) == len(theirs[2]) == 5
     assert [t.shape for t in ours[2]] == [t.shape for t in theirs[2]]
+
+
+def test_transform_path_takes_the_nets_anchor_map_size():
+    # a net whose anchor generator holds a 64 x 64 map: GluonCV's default ashape 128 fails
+    net = tiny_faster_rcnn(['a', 'b'], alloc_size=(64, 64))
+    net.initialize()
+    cls_targets = install_samplers(net, num_sample=64)(IMAGE, LABEL)[2]
+    assert [t.shape for t in cls_targets] == [(16, 22, 9)] and (cls_targets[0] >= 0).sum() == 64

@@ -393,3 +393,23 @@ def test_a_proposal_of_score_zero_is_live():
     assert_array_equal(samples, [[1, 1, -1, 0]])
     assert sorted(map(tuple, picked[0, :2])) == sorted([tuple(rois[0, 0]), tuple(gt[0, 0])])
     assert_array_equal(picked[0, 2], rois[0, 1])
+
+
+def test_a_positive_quota_of_one():
+    # num_sample 4, pos_ratio 0.25: max_pos 1. Two positives (the proposal at IoU 100 / 105
+    # and the appended gt), one of them kept; the proposal at IoU 0 is the negative
+    gt = np.float32([[[0, 0, 10, 10]]])
+    rois = np.float32([[[0, 0, 10, 10.5], [30, 30, 40, 40]]])
+    picked, samples, _ = run(RCNNTargetSampler(1, 2, 4, 0.5, 0.25, 1), rois,
+                             np.ones((1, 2, 1), 'float32'), gt)
+    assert_array_equal(samples, [[1, -1, 0, 0]])
+    assert_array_equal(picked[0, 1], rois[0, 1])
+
+
+def test_negative_band_tops_at_pos_iou_thresh_by_default():
+    # pos_iou_thresh 0.7 and no neg_iou_thresh_high: a proposal at IoU 0.6 is a negative
+    gt = np.float32([[[0, 0, 10, 10]]])
+    rois = np.float32([[[0, 0, 10, 6], [30, 30, 40, 40]]])
+    _, samples, _ = run(RCNNTargetSampler(1, 2, 4, 0.7, 1., 1), rois,
+                        np.ones((1, 2, 1), 'float32'), gt)
+    assert_array_equal(samples, [[1, -1, -1, 0]])

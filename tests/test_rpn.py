@@ -356,7 +356,8 @@ def test_generator_modes_agree_and_never_sync(modes):
 
 
 @pytest.mark.parametrize('kwargs, name', [
-    (dict(stds=(1., 1., 1.)), 'stds'), (dict(stds=(1., 0., 1., 1.)), 'stds'),
+    (dict(stds=(1., 1., 1.)), 'stds'), (dict(stds=(1., 1., 1., 1., 1.)), 'stds'),
+    (dict(stds=(1., 0., 1., 1.)), 'stds'),
     (dict(allowed_border='x'), 'allowed_border'), (dict(sampler=object()), 'sampler'),
     (dict(num_sample=-1), 'num_sample'),
 ])
@@ -434,12 +435,14 @@ def test_a_ground_truth_forcing_nothing_still_has_threshold_positives():
     assert_array_equal(samples.asnumpy(), [[1, -1]])
 
 
-def test_generator_box_targets_with_four_different_stds():
-    # the stds divide each coordinate's delta: (1, 2, 3, 4) tells x from y, w from h
+@pytest.mark.parametrize('num_sample', [8, 4])
+def test_generator_box_targets_with_four_different_stds(num_sample):
+    # the stds divide each coordinate's delta: (1, 2, 3, 4) tells x from y, w from h;
+    # num_sample 4: the 2 positives fill the positive quota, and each still gets its target
     anchors = nd.array([[1, 1, 21, 12], [2, 1, 24, 13], [40, 40, 60, 60]])
     gt = nd.array([[[1, 1, 22, 12]]])
     stds = (1., 2., 3., 4.)
-    _, box_target, box_mask = RPNTargetGenerator(num_sample=8, stds=stds)(
+    _, box_target, box_mask = RPNTargetGenerator(num_sample=num_sample, stds=stds)(
         gt, anchors, nd.array([[100, 100]]))
     assert_array_equal(box_mask.asnumpy()[0, :, 0], [1, 1, 0])
     want, _ = NumPyNormalizedBoxCenterEncoder(stds=stds)(
@@ -454,3 +457,26 @@ def test_default_generator_keeps_a_forced_positive_below_the_negative_threshold(
         nd.array([[[5, 5, 15, 15]]]), anchors, nd.array([[100, 100]]))
     assert_array_equal(cls_target.asnumpy(), [[1, 0]])
     assert_array_equal(box_mask.asnumpy()[0, :, 0], [1, 0])
+
+
+@pytest.mark.parametrize('min_forced_iou, forced', [(0.1, True), (0.2, False)])
+def test_min_forced_iou_reaches_the_sampler_and_the_generator(min_forced_iou, forced):
+    # an object whose best anchor has IoU 25 / 175 = 0.14: forced only when that exceeds
+    # min_forced_iou, else a negative (below neg_iou_thresh 0.3)
+    sampler = RPNTargetSampler(num_sample=8, min_forced_iou=min_forced_iou)
+    samples, _ = sampler(nd.array([[[25 / 175.], [0.]]]))
+    assert_array_equal(samples.asnumpy(), [[1 if forced else -1, -1]])
+    cls_target, _, _ = RPNTargetGenerator(sampler=sampler)(
+        nd.array([[[5, 5, 15, 15]]]), nd.array([[0, 0, 10, 10], [50, 50, 60, 60]]),
+        nd.array([[100, 100]]))
+    assert_array_equal(cls_target.asnumpy(), [[1 if forced else 0, 0]])
+
+
+@pytest.mark.parametrize('sampler, height', [(None, 7), (QuotaSampler(8, pos_ratio=0.5), 5)])
+def test_generator_positive_threshold_is_inclusive(sampler, height):
+    # anchor 1 has IoU exactly pos_iou_thresh with the gt (0.7 for the default RPN rule,
+    # 0.5 for QuotaSampler's); anchor 0 is the gt's best (IoU 1): both are positives
+    anchors = nd.array([[0, 0, 10, 10], [0, 0, 10, height], [50, 50, 60, 60]])
+    cls_target, _, _ = RPNTargetGenerator(num_sample=8, sampler=sampler)(
+        nd.array([[[0, 0, 10, 10]]]), anchors, nd.array([[100, 100]]))
+    assert_array_equal(cls_target.asnumpy(), [[1, 1, 0]])

@@ -11,7 +11,7 @@ from gluoncv.data.transforms.presets.rcnn import (FasterRCNNDefaultTrainTransfor
 from mxnet import nd
 from numpy.testing import assert_allclose, assert_array_equal
 
-from gluonmine.models import tiny_faster_rcnn, tiny_mask_rcnn
+from gluonmine.models import tiny_faster_rcnn, tiny_faster_rcnn_fpn, tiny_mask_rcnn
 from gluonmine.rpn import RPNTargetGenerator, RPNTargetSampler
 from gluonmine.transforms import FasterRCNNTrainTransform, MaskRCNNTrainTransform
 
@@ -222,3 +222,48 @@ def test_allowed_border_reaches_the_targets(net):
     ignored = [(FasterRCNNTrainTransform(allowed_border=border, **kwargs)(IMAGE, LABEL)[2][0]
                 == -1).sum() for border in (0, 10 ** 4)]
     assert ignored[1] < ignored[0]
+
+
+@pytest.mark.parametrize('transform_class', [FasterRCNNTrainTransform, MaskRCNNTrainTransform])
+def test_default_sampler_takes_the_rpn_arguments(transform_class):
+    sampler = transform_class(num_sample=64, pos_iou_thresh=0.6, neg_iou_thresh=0.2,
+                              pos_ratio=0.25).target_generator.sampler
+    assert (sampler.num_sample, sampler.max_pos) == (64, 16)
+    args = sampler.label_args
+    assert (args['pos_iou_thresh'], args['neg_iou_thresh_high']) == (np.float32(0.6),
+                                                                     np.float32(0.2))
+
+
+def test_rejects_a_flip_probability_outside_zero_one():
+    with pytest.raises(ValueError, match='flip_p'):
+        FasterRCNNTrainTransform(flip_p=1.5)
+
+
+def test_worker_seed_is_drawn_from_numpy_when_built():
+    # the seed each worker's own is derived from is drawn from numpy.random at construction
+    seeds = []
+    for seed in (4, 4, 5):
+        np.random.seed(seed)
+        seeds.append(FasterRCNNTrainTransform()._seed)  # pylint: disable=protected-access
+    assert seeds[0] == seeds[1] != seeds[2]
+
+
+def test_ashape_reaches_gluoncvs_anchor_map():
+    # a net whose anchor generator holds a 64 x 64 map: GluonCV's default ashape 128 fails
+    small = tiny_faster_rcnn(['a', 'b'], alloc_size=(64, 64))
+    small.initialize()
+    kwargs = dict(short=128, max_size=224, net=small, ashape=64, flip_p=0.)
+    ours = FasterRCNNTrainTransform(**kwargs)(IMAGE, LABEL)
+    theirs = FasterRCNNDefaultTrainTransform(**kwargs)(IMAGE, LABEL)
+    assert [t.shape for t in ours[2]] == [t.shape for t in theirs[2]] == [(16, 22, 9)]
+
+
+def test_mask_transform_multi_stage():
+    # with multi_stage, one set of targets a feature level, as GluonCV's Mask R-CNN transform
+    fpn = tiny_faster_rcnn_fpn(['a', 'b'])
+    fpn.initialize()
+    kwargs = dict(short=128, max_size=224, net=fpn, multi_stage=True)
+    ours = MaskRCNNTrainTransform(**kwargs)(IMAGE, LABEL, POLYGONS)
+    theirs = MaskRCNNDefaultTrainTransform(**kwargs)(IMAGE, LABEL, POLYGONS)
+    assert len(ours[2]) == 5
+    assert [t.shape for t in ours[2]] == [t.shape for t in theirs[2]]
