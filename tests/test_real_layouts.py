@@ -147,6 +147,25 @@ def test_coco_reads_train2017_and_val2017(coco):
     assert {classes[int(c)] for c in labels[:, 4]} == set(RENAME.values())
 
 
+def test_coco_training_skips_crowd_regions(coco, tmp_path):
+    # as GluonCV trains on COCO (use_crowd=False): a crowd region is no object to find
+    root = tmp_path / 'crowd'
+    (root / 'annotations').mkdir(parents=True)
+    for split in ('train2017', 'val2017'):
+        os.symlink(os.path.join(coco, split), str(root / split))
+    os.symlink(annotation(coco), str(root / 'annotations' / 'instances_val2017.json'))
+    with open(os.path.join(coco, 'annotations', 'instances_train2017.json')) as f:
+        data = json.load(f)
+    crowd = data['annotations'][0]
+    crowd['iscrowd'] = 1
+    with open(str(root / 'annotations' / 'instances_train2017.json'), 'w') as f:
+        json.dump(data, f)
+    objects = [len(data['annotations']) - 1, len(data['annotations'])]
+    for path, count in zip((str(root), coco), objects):
+        train, _, _ = _datasets('coco', path)
+        assert sum(len(train[i][1]) for i in range(len(train))) == count
+
+
 @pytest.mark.parametrize('recipe', ['faster_rcnn', 'ssd'])
 @pytest.mark.parametrize('dataset', ['voc', 'coco'])
 def test_recipe_trains_and_evaluates_on_a_real_layout(request, tmp_path, recipe, dataset):
