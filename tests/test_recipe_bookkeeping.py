@@ -3,6 +3,7 @@ samplers' statistics, per-epoch losses, the final summary), the draws each epoch
 checkpoint versions, resumed runs' seeds and parameters shared between devices. Each test
 here once let a deliberately broken version of its module pass the rest of the suite."""
 import json
+import logging
 import os
 import pickle
 import random
@@ -309,7 +310,6 @@ class Stats(object):
 
 
 def two_epoch_report():
-    import logging
     run = report.RunReport('train_x', Namespace(seed=0), CLASSES,
                            types.SimpleNamespace(rank=0, num_workers=1), ['a'])
     for epoch, ap in ((1, 0.1), (2, 0.3)):
@@ -358,7 +358,6 @@ def test_a_resumed_report_keeps_its_loss_curve_growing():
 
 
 def test_the_final_record_of_a_run_without_coco_has_no_coco():
-    import logging
     run = report.RunReport('train_x', Namespace(seed=0), CLASSES,
                            types.SimpleNamespace(rank=0, num_workers=1), ['a'])
     record = {'epoch': 1, 'iterations': 1, 'seconds': 1., 'seconds_per_iteration': 1.,
@@ -431,7 +430,6 @@ def resumed_run(monkeypatch, epoch, rank=0, restored=True, **saved):
     """A stand-in for Run after Run.resume from a checkpoint written after ``epoch`` (6
     iterations, 40 s; ``saved`` overrides its fields) on worker ``rank``: (run, trainer, the
     first epoch to train)."""
-    import logging
     import training
     monkeypatch.setattr(training.checkpoint, 'restore', lambda *args: restored)
     saved = dict({'report': None, 'numpy': np.random.get_state(), 'python': random.getstate(),
@@ -513,7 +511,6 @@ class Loader(list):
 def trained(monkeypatch, epochs, max_iters=None, val_interval=1):
     """Run.train over stand-ins, epochs of 2 iterations: (the epochs' records, the
     ``max_iters`` each epoch got, (epoch, finished) of each save, the epochs set)."""
-    import logging
     import training
     given, saves = [], []
 
