@@ -263,7 +263,9 @@ class OHEMSampler(SelectionBlock, _GluonCVOHEMBase):
 
     Inputs:
         - **x**: (B, N) float32 matches: index of the matched ground truth
-          (>= 0) or -1, integer-valued.
+          (>= 0) or -1, integer-valued, as GluonCV's SSD matcher gives them
+          (not the ``matches`` of gluonmine's samplers, 0 where none: with
+          those every candidate would count as positive).
         - **logits**: (B, N, C) float32 class scores, background first.
         - **ious**: (B, N, M) float32 IoU of each candidate with each ground
           truth, or (B, N) the best IoU of each candidate.
