@@ -209,15 +209,22 @@ def test_set_epoch_chooses_that_epochs_draw_numbers():
     assert sorted(i for batch in sampler for i in batch) == [1, 4, 7]
 
 
+class Draws(object):
+    """``size`` 'images': item i is (i, a number from ``draw``, a generator augmentation
+    uses)."""
+
+    def __init__(self, size=3, draw=np.random.rand):
+        self.size, self.draw = size, draw
+
+    def __len__(self):
+        return self.size
+
+    def __getitem__(self, i):
+        return i, self.draw()
+
+
 def test_seeded_draws_leave_pythons_generator_alone_and_seed_it_per_draw():
-    class Draw(object):
-        def __len__(self):
-            return 3
-
-        def __getitem__(self, i):
-            return i, random.random()
-
-    draws = loaders.SeededDraws(Draw(), seed=0)
+    draws = loaders.SeededDraws(Draws(draw=random.random), seed=0)
     random.seed(1)
     a = [draws[k] for k in range(4)]
     after = random.random()
@@ -228,21 +235,6 @@ def test_seeded_draws_leave_pythons_generator_alone_and_seed_it_per_draw():
     assert a == b                                       # augmentation depends on the draw only
 
 
-class Draw(object):
-    """Three 'images': item i is (i, a number from numpy.random)."""
-
-    def __len__(self):
-        return 3
-
-    def __getitem__(self, i):
-        return i, np.random.rand()
-
-
-class SixDraws(Draw):
-    def __len__(self):
-        return 6
-
-
 def test_a_shard_is_read_in_a_shuffled_order():
     sampler = loaders.ShardBatchSampler(20, 1)
     order = [i for batch in sampler for i in batch]
@@ -250,16 +242,16 @@ def test_a_shard_is_read_in_a_shuffled_order():
 
 
 def test_augmentation_follows_the_runs_seed():
-    assert loaders.SeededDraws(Draw(), 0)[0] != loaders.SeededDraws(Draw(), 1)[0]
+    assert loaders.SeededDraws(Draws(), 0)[0] != loaders.SeededDraws(Draws(), 1)[0]
 
 
 def test_a_workers_train_loader_reads_its_shard_with_the_runs_seed():
     # worker 1 of 2 over 6 images: images 1, 3, 5, augmented as the run's seed 3 draws them
-    loader = loaders.train_loader(SixDraws(), 1, list, 0,
+    loader = loaders.train_loader(Draws(6), 1, list, 0,
                                   types.SimpleNamespace(rank=1, num_workers=2), 3)
     items = sorted(item for batch in loader for item in batch)
     assert [i for i, _ in items] == [1, 3, 5]
-    assert items == sorted(loaders.SeededDraws(SixDraws(), 3)[k] for k in (1, 3, 5))
+    assert items == sorted(loaders.SeededDraws(Draws(6), 3)[k] for k in (1, 3, 5))
 
 
 def test_evaluation_needs_only_the_coco_validation_split(coco, tmp_path):  # noqa: F811
