@@ -1,6 +1,7 @@
 """recipes/show_samples.py: what each Faster R-CNN sampler selects, drawn and counted."""
 import json
 import os
+import shutil
 import sys
 
 import mxnet as mx
@@ -69,7 +70,7 @@ def test_a_trained_run_and_bad_arguments(voc_root, tmp_path):
         metrics = json.load(f)
     with open(str(tmp_path / 'other.json'), 'w') as f:
         json.dump(dict(metrics, classes=['a', 'b', 'c']), f)
-    (tmp_path / 'other.params').write_bytes(open(prefix + '.params', 'rb').read())
+    shutil.copyfile(prefix + '.params', str(tmp_path / 'other.params'))
     with pytest.raises(SystemExit, match='the run was trained for classes'):
         show_samples.main(['--run', str(tmp_path / 'other'), '--images', '2'])
     with pytest.raises(SystemExit, match='no training run there'):
