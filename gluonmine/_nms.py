@@ -96,7 +96,7 @@ def _nms_in_stages(F, planes, scores, threshold, k, id_index):
     found = _ops.row_sum(F, index >= 0)                                     # (B, 1)
     num_valid = _ops.row_sum(F, scores > -INF)                              # (B, 1); NaN: 0
     need = F.reshape((found < k) * (num_valid > prefix), shape=(-1,))       # (B,)
-    blank = F.where(need, scores, F.ones_like(scores) * -INF)               # (B, N)
+    blank = F.where(need, scores, _ops.full_like(F, scores, -INF))          # (B, N)
     rest = F.slice_axis(planes, axis=0, begin=1, end=None)                  # (W - 1, B, N)
     again = _rows(F, F.concat(F.expand_dims(blank, axis=0), rest, dim=0))   # (B, N, W)
     return F.where(need, _box_nms(F, again, threshold, -1, id_index), kept) # (B, N, W)

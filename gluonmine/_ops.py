@@ -30,6 +30,20 @@ FAST_K = 256
 
 # ---------------------------------------------------------------- elementwise helpers
 
+def full_like(F, x, value):
+    """An array of x's shape, dtype and device filled with ``value`` (any shape).
+
+    ``ones_like(x) * value``, but +inf is made as ``-(ones_like(x) * -inf)``:
+    MXNet 1.9.1 reads a scalar argument of +inf as out of range whenever the
+    calling thread's errno was left at ERANGE by earlier C code (dmlc's
+    ``stod`` tests errno without clearing it), eagerly, when a graph is built
+    and when an exported one is loaded; -inf and NaN read correctly.
+    """
+    if value == INF:
+        return -(F.ones_like(x) * -INF)
+    return F.ones_like(x) * value
+
+
 def finite(F, x):
     """1 where x is a finite number, 0 for NaN and +-inf (any shape)."""
     return (x - x) == 0                                                     # inf - inf is NaN
@@ -43,7 +57,7 @@ def finite_rows(F, x):
 def mask_invalid(F, keys, valid):
     """Keys of valid entries, -inf elsewhere; NaN keys count as invalid. (B, N) -> (B, N)."""
     valid = valid * (keys == keys)                                          # NaN != NaN
-    return F.where(valid, keys, F.ones_like(keys) * -INF)                   # (B, N)
+    return F.where(valid, keys, full_like(F, keys, -INF))                   # (B, N)
 
 
 def column_index(F, x):
@@ -54,7 +68,7 @@ def column_index(F, x):
 def pad_columns(F, x, k, value):
     """Append k entries of ``value`` along axis 1: (B, N, ...) -> (B, N + k, ...)."""
     first = F.slice_axis(x, axis=1, begin=0, end=1)                         # (B, 1, ...)
-    pad = F.broadcast_axis(F.ones_like(first), axis=1, size=k) * value      # (B, k, ...)
+    pad = full_like(F, F.broadcast_axis(first, axis=1, size=k), value)      # (B, k, ...)
     return F.concat(x, pad, dim=1)                                          # (B, N + k, ...)
 
 
@@ -133,7 +147,7 @@ def masked_argmax(F, x, valid):
     value -inf where a row has no valid entry. NaN in an invalid entry is
     harmless: invalid entries are replaced before the search.
     """
-    keys = F.where(valid, x, F.ones_like(x) * -INF)                         # (B, N, M)
+    keys = F.where(valid, x, full_like(F, x, -INF))                         # (B, N, M)
     index = F.argmax(keys, axis=-1)                                         # (B, N)
     return index, F.pick(keys, index, axis=-1)                              # (B, N) each
 
@@ -158,7 +172,7 @@ def gather_rows(F, x, index, image_axis=0, fill=None):
         return picked
     flat = F.reshape(picked, shape=(0, 0, -1))                              # (B, K, D)
     taken = F.broadcast_like(F.expand_dims(index >= 0, axis=-1), flat)      # (B, K, D)
-    return F.reshape_like(F.where(taken, flat, F.ones_like(flat) * fill), picked)
+    return F.reshape_like(F.where(taken, flat, full_like(F, flat, fill)), picked)
 
 
 def _axis_size(F, x, axis):
@@ -225,7 +239,7 @@ def compact(F, values, keep):
     values, keep: (B, K) -> (B, K). Works for any K (a full sort of K).
     """
     position = column_index(F, values)                                      # (B, K)
-    key = F.where(keep, -position, F.ones_like(position) * -INF)            # earlier first
+    key = F.where(keep, -position, full_like(F, position, -INF))            # earlier first
     sorted_key, order = F.topk(key, axis=1, k=0, ret_typ='both')            # (B, K) each
     return F.where(sorted_key > -INF, gather_rows(F, values, order), F.ones_like(values) * -1)
 
@@ -282,7 +296,7 @@ def mask_from_cut(F, masked, count, cut):
     of -inf is replaced by NaN, which equals nothing. Returns (B, N) in {0, 1}.
     """
     above = F.broadcast_greater(masked, cut)                                # (B, N)
-    cut = F.where(cut > -INF, cut, F.ones_like(cut) * float('nan'))         # (B, 1)
+    cut = F.where(cut > -INF, cut, full_like(F, cut, float('nan')))         # (B, 1)
     tied = F.broadcast_equal(masked, cut)                                   # (B, N)
     room = count - row_sum(F, above)                                        # (B, 1)
     tied_rank = F.cumsum(tied, axis=1)                                      # (B, N), 1-based
@@ -300,7 +314,7 @@ def ranked_entry(F, ranked, at):
     """
     within = F.broadcast_lesser_equal(column_index(F, ranked),
                                       F.reshape(at, shape=(-1, 1)))         # (B, K)
-    return F.min(F.where(within, ranked, F.ones_like(ranked) * INF), axis=1)  # (B,)
+    return F.min(F.where(within, ranked, full_like(F, ranked, INF)), axis=1)  # (B,)
 
 
 def rank_mask(F, keys, valid, k, count=None):
@@ -337,7 +351,7 @@ def count_mask(F, masked, count, fast_k=FAST_K):
     """
     fast = _padded_topk(F, masked, fast_k, 'value')                         # (B, fast_k)
     slow_rows = count > fast_k                                              # (B, 1)
-    idle = F.where(slow_rows, F.zeros_like(count), F.zeros_like(count) - INF)  # (B, 1)
+    idle = F.where(slow_rows, F.zeros_like(count), full_like(F, count, -INF))  # (B, 1)
     slow = F.sort(F.broadcast_add(masked, idle), axis=1, is_ascend=False)   # (B, N)
     at = F.reshape(F.maximum(count - 1, 0), shape=(-1,))                    # (B,)
     cut = F.where(F.reshape(slow_rows, shape=(-1,)), F.pick(slow, at, axis=1, mode='clip'),

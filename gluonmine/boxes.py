@@ -5,6 +5,7 @@ Boxes are corner format (x1, y1, x2, y2); padding ground truths are rows of -1
 and have IoU 0 with every box. Functions take the operator namespace ``F``.
 """
 # pylint: disable=invalid-name
+from . import _ops
 
 
 def _corners(F, boxes):
@@ -105,9 +106,9 @@ def inside_image(F, boxes, im_hw, allowed_border, shared):
     x1, y1, x2, y2 = [F.reshape(c, shape=(1, -1) if shared else (0, -1))
                       for c in _corners(F, boxes)]                          # (1 or B, N)
     height, width = F.split(im_hw, num_outputs=2, axis=-1)                  # (B, 1) each
-    border = float(allowed_border)
-    return (F.broadcast_greater_equal(x1, F.zeros_like(width) - border)
-            * F.broadcast_greater_equal(y1, F.zeros_like(height) - border)
+    border = _ops.full_like(F, width, float(allowed_border))                 # (B, 1)
+    return (F.broadcast_greater_equal(x1, -border)
+            * F.broadcast_greater_equal(y1, -border)
             * F.broadcast_lesser(x2, width + border)
             * F.broadcast_lesser(y2, height + border))                      # (B, N)
 

@@ -30,7 +30,7 @@ def positive_cut(F, best_per_gt, pos_iou_thresh, min_forced_iou=0.):
     best_per_gt: (B, M) -> (B, M).
     """
     cut = F.minimum(best_per_gt - EPS, pos_iou_thresh)                      # (B, M)
-    return F.where(best_per_gt > min_forced_iou, cut, F.ones_like(cut) * pos_iou_thresh)
+    return F.where(best_per_gt > min_forced_iou, cut, _ops.full_like(F, cut, pos_iou_thresh))
 
 
 def positive_or_forced(F, ious, pos_iou_thresh, min_forced_iou=0.):

@@ -204,7 +204,8 @@ class RPNTargetGenerator(SelectionBlock):
         """
         args = self.sampler.label_args
         if args['force_positives']:
-            cap = F.where(inside, F.ones_like(inside) * _ops.INF, -F.ones_like(inside))  # (N, B)
+            cap = F.where(inside, _ops.full_like(F, inside, _ops.INF),
+                          -F.ones_like(inside))                             # (N, B)
             best = _ops.first_axis_max(F, F.broadcast_minimum(
                 ious, F.expand_dims(cap, axis=-1)))                         # (B, M)
             cut = labeling.positive_cut(F, best, args['pos_iou_thresh'],

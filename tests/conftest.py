@@ -1,8 +1,11 @@
 """Shared fixtures: seeds, the three ways a block runs, and a host-sync guard."""
 import contextlib
+import ctypes
+import errno
 import json
 import os
 import random
+import sys
 
 import mxnet as mx
 import numpy as np
@@ -82,6 +85,44 @@ def no_host_sync():
         yield
     finally:
         mx.nd.NDArray.asnumpy, mx.nd.NDArray.asscalar = saved
+
+
+_ERRNO = ctypes.CDLL(None).__errno_location       # glibc: this thread's errno
+_ERRNO.restype = ctypes.POINTER(ctypes.c_int)
+
+
+class _ErrnoAtErange:
+    """MXNet's C library, each of whose calls starts with errno = ERANGE."""
+
+    def __init__(self, lib):
+        self._lib = lib
+
+    def __getattr__(self, name):
+        function = getattr(self._lib, name)
+
+        def call(*args):
+            _ERRNO()[0] = errno.ERANGE
+            return function(*args)
+        return call
+
+
+@contextlib.contextmanager
+def errno_left_at_erange():
+    """Start every MXNet C call with errno at ERANGE, as earlier C code may leave it.
+
+    MXNet 1.9.1 then reads a scalar argument of +inf as out of range (see
+    ``gluonmine._ops.full_like``).
+    """
+    lib = mx.base._LIB
+    modules = [module for name, module in list(sys.modules.items())
+               if name.startswith('mxnet') and getattr(module, '_LIB', None) is lib]
+    for module in modules:
+        module._LIB = _ErrnoAtErange(lib)
+    try:
+        yield
+    finally:
+        for module in modules:
+            module._LIB = lib
 
 
 def forward_without_host_sync(block, inputs):

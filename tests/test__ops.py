@@ -5,10 +5,20 @@ import pytest
 from mxnet import nd
 from numpy.testing import assert_array_equal
 
-from conftest import both, no_host_sync
+from conftest import both, errno_left_at_erange, no_host_sync
 from gluonmine import _ops
 
 NAN, INF = float('nan'), float('inf')
+
+
+@pytest.mark.parametrize('value', [2.5, -INF, INF, NAN])
+def test_full_like_fills_any_value_whatever_errno_was_left(value):
+    # MXNet reads a scalar argument of +inf as out of range while errno is ERANGE
+    x = np.arange(6, dtype='float32').reshape(2, 3)
+    with errno_left_at_erange():
+        got = both(lambda F, x: _ops.full_like(F, x, value), x)[0]
+    assert got.dtype == np.float32
+    assert_array_equal(got, np.full((2, 3), value, 'float32'))
 
 
 def test_col_max_skips_nan_and_reduces_the_middle_axis():

@@ -9,7 +9,7 @@ import pytest
 from mxnet import gluon, nd
 from numpy.testing import assert_array_equal
 
-from conftest import export_and_import, random_boxes
+from conftest import MODES, errno_left_at_erange, export_and_import, random_boxes, run_in_mode
 from gluonmine import (HardExampleMiner, HardNegativeMiner, OHEMSampler, QuotaSampler,
                        RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler)
 from gluonmine.losses import MultiBoxLoss, RCNNHardExampleLoss
@@ -256,6 +256,20 @@ def test_ious_without_ground_truth_columns_act_as_one_padding_column(name):
 def test_a_boolean_is_not_a_count(make, name):
     with pytest.raises(ValueError, match=name):
         make()
+
+
+@pytest.mark.parametrize('mode', MODES)
+@pytest.mark.parametrize('name', sorted(BLOCKS))
+def test_errno_left_by_earlier_c_code_changes_nothing(name, mode, tmp_path):
+    # MXNet reads a scalar argument of +inf as out of range while errno is ERANGE,
+    # eagerly, when it builds a graph and when it loads an exported one
+    make, inputs = BLOCKS[name][0], [nd.array(x) for x in BLOCKS[name][1]]
+    want = run_in_mode(make, inputs, mode, tmp_path / 'plain')
+    with errno_left_at_erange():
+        got = run_in_mode(make, inputs, mode, tmp_path / 'erange')
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert_array_equal(g, w)
 
 
 def test_float64_and_float16_ious_are_read_as_float32():

@@ -9,8 +9,8 @@ from mxnet import nd
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy import stats
 
-from conftest import (assert_same_outputs, forward_without_host_sync, pair_counts,
-                      random_boxes)
+from conftest import (assert_same_outputs, errno_left_at_erange, forward_without_host_sync,
+                      pair_counts, random_boxes)
 from gluonmine import QuotaSampler, RPNTargetGenerator, RPNTargetSampler
 from test_reliability import Parent
 
@@ -257,6 +257,19 @@ def test_generator_ignores_anchors_outside_the_image():
         # a generous border keeps every anchor
         raw = nd.contrib.box_iou(nd.array(anchors), nd.array(real)).asnumpy()
         assert_array_equal(wide[b], rule_cls_target(raw))
+
+
+def test_an_infinite_border_keeps_every_anchor_in_every_mode(modes):
+    # the docstring's float('inf'), read right whatever errno earlier C code left
+    anchors, gt = generator_inputs(1)
+    inputs = [nd.array(gt), nd.array(anchors), nd.array(IM_HW)]
+    with errno_left_at_erange():
+        results = modes(lambda: RPNTargetGenerator(num_sample=10 ** 4,
+                                                   allowed_border=float('inf')), inputs)
+    assert_same_outputs(results)
+    wide = RPNTargetGenerator(num_sample=10 ** 4, allowed_border=1000)(*inputs)
+    for got, want in zip(results['eager'], wide):
+        assert_array_equal(got, want.asnumpy())
 
 
 @pytest.mark.parametrize('kwargs, rule, border', [
