@@ -44,6 +44,17 @@ def full_like(F, x, value):
     return F.ones_like(x) * value
 
 
+def at_least(F, x, value):
+    """1 where x >= ``value``, a scalar (any shape -> x's shape, in {0, 1}).
+
+    ``x >= value``, but against +inf as ``-x <= -inf``, the same for every x
+    (NaN included), since MXNet may misread a scalar +inf (:func:`full_like`).
+    """
+    if value == INF:
+        return -x <= -INF
+    return x >= value
+
+
 def finite(F, x):
     """1 where x is a finite number, 0 for NaN and +-inf (any shape)."""
     return (x - x) == 0                                                     # inf - inf is NaN

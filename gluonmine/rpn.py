@@ -123,7 +123,7 @@ class RPNTargetGenerator(SelectionBlock):
     pos_ratio : float, default 0.5
         Fraction of ``num_sample`` that positives may take.
     stds : tuple of 4 float, default (1., 1., 1., 1.)
-        Divisors of the encoded box targets (GluonCV's ``box_norm``).
+        Divisors of the encoded box targets (GluonCV's ``box_norm``), finite, > 0.
     allowed_border : float, default 0
         Pixels an anchor may reach beyond the image; ``float('inf')`` keeps all.
     sampler : RPNTargetSampler or QuotaSampler, default None
@@ -154,7 +154,8 @@ class RPNTargetGenerator(SelectionBlock):
                              'got {!r}'.format(sampler))
         if len(tuple(stds)) != 4:
             raise ValueError('stds must hold 4 numbers, got {!r}'.format(stds))
-        self._stds = tuple(_checks.check_number('stds', s, 0., None, low_open=True) for s in stds)
+        self._stds = tuple(_checks.check_number('stds', s, 0., float('inf'), low_open=True,
+                                                high_open=True) for s in stds)
         self._allowed_border = _checks.check_number('allowed_border', allowed_border)
         self._shared = True
         with self.name_scope():

@@ -21,6 +21,14 @@ def test_full_like_fills_any_value_whatever_errno_was_left(value):
     assert_array_equal(got, np.full((2, 3), value, 'float32'))
 
 
+@pytest.mark.parametrize('value', [0.5, -INF, INF])
+def test_at_least_is_x_at_or_above_any_value_whatever_errno_was_left(value):
+    x = np.float32([[-INF, 0., 0.5, 1., INF, NAN]])
+    with errno_left_at_erange():
+        got = both(lambda F, x: _ops.at_least(F, x, value), x)[0]
+    assert_array_equal(got, x >= value)
+
+
 def test_col_max_skips_nan_and_reduces_the_middle_axis():
     x = nd.array([[[0.1, np.nan], [0.5, np.nan], [0.2, np.nan]]])          # (1, 3, 2)
     got = _ops.col_max(nd, x).asnumpy()

@@ -370,7 +370,7 @@ def test_generator_modes_agree_and_never_sync(modes):
 
 @pytest.mark.parametrize('kwargs, name', [
     (dict(stds=(1., 1., 1.)), 'stds'), (dict(stds=(1., 1., 1., 1., 1.)), 'stds'),
-    (dict(stds=(1., 0., 1., 1.)), 'stds'),
+    (dict(stds=(1., 0., 1., 1.)), 'stds'), (dict(stds=(1., 1., float('inf'), 1.)), 'stds'),
     (dict(allowed_border='x'), 'allowed_border'), (dict(sampler=object()), 'sampler'),
     (dict(num_sample=-1), 'num_sample'),
 ])
