@@ -358,13 +358,16 @@ def count_mask(F, masked, count, fast_k=FAST_K):
     cores) in the rows that do not need it.
 
     masked: (B, N) keys, -inf where invalid (no NaN: see :func:`mask_invalid`);
-    count: (B, 1) integer-valued, >= 0. Returns (B, N) in {0, 1}.
+    count: (B, 1) integer-valued, >= 0, or +inf. Returns (B, N) in {0, 1}.
     """
     fast = _padded_topk(F, masked, fast_k, 'value')                         # (B, fast_k)
     slow_rows = count > fast_k                                              # (B, 1)
     idle = F.where(slow_rows, F.zeros_like(count), full_like(F, count, -INF))  # (B, 1)
     slow = F.sort(F.broadcast_add(masked, idle), axis=1, is_ascend=False)   # (B, N)
-    at = F.reshape(F.maximum(count - 1, 0), shape=(-1,))                    # (B,)
+    # at most N - 1: pick casts its index to a C int, and from 2**31 on (a huge
+    # ratio's count) that wraps to a negative index, clipped to the first column
+    last = F.cast(_axis_size(F, masked, 1), dtype='float32') - 1          # (1, 1) = N - 1
+    at = F.reshape(F.broadcast_minimum(F.maximum(count - 1, 0), last), shape=(-1,))  # (B,)
     cut = F.where(F.reshape(slow_rows, shape=(-1,)), F.pick(slow, at, axis=1, mode='clip'),
                   ranked_entry(F, fast, at))                                # (B,)
     return mask_from_cut(F, masked, count, F.reshape(cut, shape=(-1, 1)))

@@ -234,6 +234,13 @@ def test_count_mask_exact_counts_ties_and_empty_rows():
                        [[1, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 1], [0] * 6])
 
 
+def test_count_mask_counts_beyond_the_row_keep_every_valid_entry():
+    # pick reads its index as a C int: from 2**31 on the index wrapped to the first column
+    keys = [[5, 3, 3, 3, 1, -INF]] * 4
+    assert_array_equal(count_mask(keys, [2 ** 31, 1e30, 3e38, INF], 2),
+                       [[1, 1, 1, 1, 1, 0]] * 4)
+
+
 @pytest.mark.parametrize('fast_k', [4, 256])
 def test_count_mask_matches_a_stable_sort(fast_k):
     rng = np.random.RandomState(2)

@@ -72,6 +72,16 @@ def test_fewer_negatives_than_the_quota_keeps_them_all():
 
 
 
+@pytest.mark.parametrize('kwargs', [dict(neg_pos_ratio=1e10), dict(neg_pos_ratio=3e38),
+                                    dict(neg_pos_ratio=1e30, min_negatives=2 ** 40)])
+def test_a_quota_beyond_any_row_keeps_every_negative(kwargs):
+    # from 2**31 on, a count read as a C int index wrapped and kept the hardest one only
+    losses = np.float32([[0.5, 0.7, 0.6, 0.5, 0.4, 0.6], [0.4, 0.9, 1.0, 0.4, 0.8, 0.5]])
+    samples = np.float32([[1, -1, -1, -1, 0, -1], [-1] * 6])
+    want = [[1, -1, -1, -1, 0, -1], [-1 if 'min_negatives' in kwargs else 0] * 6]
+    assert_array_equal(mine(losses, samples, **kwargs), want)
+
+
 def test_a_quota_one_past_the_fast_top_k_is_exact():
     # 257 negatives kept of 300: one more than the top-k cut (256) the miner tries first
     losses = np.random.RandomState(0).permutation(300).astype('float32')[None]
