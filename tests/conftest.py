@@ -3,6 +3,7 @@ import contextlib
 import ctypes
 import errno
 import json
+import math
 import os
 import random
 import sys
@@ -137,6 +138,14 @@ def forward_without_host_sync(block, inputs):
             mx.nd.waitall()
         results.append(tuple(o.asnumpy() for o in out))
     return results
+
+
+def float32_quota(ratio, count, minimum):
+    """``floor(max(minimum, ratio * count))``, the product in float32 as the miners take
+    it; an overflow to inf is no limit (``sys.maxsize``)."""
+    with np.errstate(over='ignore'):
+        product = np.float32(ratio) * np.float32(count)
+    return math.floor(max(minimum, product)) if np.isfinite(product) else sys.maxsize
 
 
 def random_boxes(rng, n, size=100., min_side=2., max_side=40.):

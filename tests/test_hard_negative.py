@@ -6,7 +6,7 @@ import pytest
 from mxnet import nd
 from numpy.testing import assert_array_equal
 
-from conftest import assert_same_outputs, forward_without_host_sync
+from conftest import assert_same_outputs, float32_quota, forward_without_host_sync
 from gluonmine.hard_negative import HardNegativeMiner
 
 NAN, INF = float('nan'), float('inf')
@@ -17,7 +17,7 @@ def reference(losses, samples, neg_pos_ratio=3, min_negatives=0):
     out = np.where(samples > 0, 1., 0.).astype('float32')
     for b in range(samples.shape[0]):
         num_pos = int((samples[b] > 0).sum())
-        quota = max(min_negatives, math.floor(np.float32(neg_pos_ratio) * np.float32(num_pos)))
+        quota = float32_quota(neg_pos_ratio, num_pos, min_negatives)
         negatives = [i for i in range(samples.shape[1])
                      if samples[b, i] < 0 and math.isfinite(losses[b, i])]
         for i in sorted(negatives, key=lambda i: (-losses[b, i], i))[:quota]:

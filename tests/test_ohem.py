@@ -8,8 +8,8 @@ from gluoncv.nn.sampler import OHEMSampler as GluonCVOHEMSampler
 from mxnet import nd
 from numpy.testing import assert_array_equal
 
-from conftest import (assert_same_outputs, errno_left_at_erange, forward_without_host_sync,
-                      random_boxes)
+from conftest import (assert_same_outputs, errno_left_at_erange, float32_quota,
+                      forward_without_host_sync, random_boxes)
 from gluonmine.ohem import HardExampleMiner, OHEMSampler
 
 NAN, INF = float('nan'), float('inf')
@@ -63,8 +63,7 @@ def reference_mine(cls, loc, boxes, samples, labels=None, num_hard_examples=64,
     if max_negatives_per_positive is not None:
         for b in range(batch):
             num_pos = sum(samples[b, i] > 0 for i in kept[b])
-            quota = max(min_negatives_per_image,
-                        math.floor(np.float32(max_negatives_per_positive) * np.float32(num_pos)))
+            quota = float32_quota(max_negatives_per_positive, num_pos, min_negatives_per_image)
             negatives = [i for i in kept[b] if samples[b, i] < 0][:quota]
             kept[b] = [i for i in kept[b] if samples[b, i] > 0 or i in negatives]
     indices = -np.ones((batch, k), 'float32')

@@ -6,7 +6,6 @@ Each example is checked against a plain NumPy statement of the rule.
 
 The default profile keeps CI fast; ``GLUONMINE_HYPOTHESIS=long`` runs 20x more.
 """
-import math
 import os
 
 import numpy as np
@@ -14,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mxnet import nd
 
-from conftest import random_boxes
+from conftest import float32_quota, random_boxes
 from gluonmine import (HardExampleMiner, HardNegativeMiner, OHEMSampler, QuotaSampler,
                        RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler)
 from gluonmine.labeling import EPS
@@ -194,7 +193,8 @@ def mining_inputs(draw):
 
 @given(inputs=mining_inputs(), k=st.sampled_from([None, 1, 3, 8]),
        iou=st.sampled_from([None, 0.3, 0.7]), loss_type=st.sampled_from(['cls', 'loc', 'both']),
-       cap=st.sampled_from([None, 0., 0.5, 3.]), minimum=st.sampled_from([0, 2]),
+       cap=st.sampled_from([None, 0., 0.5, 3., 1e10, 3e38]),
+       minimum=st.sampled_from([0, 2, 2 ** 40]),
        by_label=st.booleans(), scope=st.sampled_from(['image', 'batch']))
 def test_hard_example_miner_equals_the_reference(inputs, k, iou, loss_type, cap, minimum,
                                                  by_label, scope):
@@ -215,7 +215,8 @@ def test_hard_example_miner_equals_the_reference(inputs, k, iou, loss_type, cap,
 
 
 @given(seed=st.integers(0, 2 ** 31 - 1), shape=st.tuples(st.integers(1, 3), st.integers(1, 60)),
-       ratio=st.sampled_from([0., 0.5, 1., 3.]), minimum=st.sampled_from([0, 1, 5]),
+       ratio=st.sampled_from([0., 0.5, 1., 3., 1e10, 3e38]),
+       minimum=st.sampled_from([0, 1, 5, 2 ** 40]),
        data=st.data())
 def test_hard_negative_miner_equals_the_reference(seed, shape, ratio, minimum, data):
     from test_hard_negative import reference
@@ -228,8 +229,8 @@ def test_hard_negative_miner_equals_the_reference(seed, shape, ratio, minimum, d
 
 @given(seed=st.integers(0, 2 ** 31 - 1), shape=st.tuples(st.integers(1, 3), st.integers(1, 50),
                                                           st.integers(1, 4)),
-       ratio=st.sampled_from([0.5, 1., 3.]), minimum=st.sampled_from([0, 3]),
-       thresh=st.sampled_from([0.3, 0.5]))
+       ratio=st.sampled_from([0.5, 1., 3., 1e10, 3e38]), minimum=st.sampled_from([0, 3, 2 ** 40]),
+       thresh=st.sampled_from([0.3, 0.5, float('inf')]))
 def test_ohem_sampler_invariants(seed, shape, ratio, minimum, thresh):
     rng = np.random.RandomState(seed)
     b, n, m = shape
@@ -249,7 +250,7 @@ def test_ohem_sampler_invariants(seed, shape, ratio, minimum, thresh):
     np.testing.assert_array_equal(samples > 0, matches >= 0)          # positives untouched
     assert not ((samples < 0) & ~eligible).any()                      # only eligible negatives
     for i in range(b):
-        quota = math.floor(max(minimum, np.float32(ratio) * np.float32((matches[i] >= 0).sum())))
+        quota = float32_quota(ratio, (matches[i] >= 0).sum(), minimum)
         assert (samples[i] < 0).sum() == min(quota, eligible[i].sum())
         chosen = p_background[i][samples[i] < 0]
         left = p_background[i][eligible[i] & (samples[i] == 0)]
