@@ -6,6 +6,7 @@ shape given. Shape checks run in ``forward`` on the NDArrays a caller passes,
 so they hold eagerly and for hybridized blocks alike; nothing is read from the
 device. Inputs of another dtype are read as float32 (:func:`as_float32`).
 """
+import math
 import numbers
 
 import numpy as np
@@ -19,7 +20,8 @@ def check_number(name, value, low=None, high=None, low_open=False, high_open=Fal
     The range is ``[low, high]``; ``low_open``/``high_open`` exclude an end.
     With ``float32`` the value returned is the nearest float32, the value
     MXNet compares float32 data with (MXNet also rejects scalars such as
-    denormal doubles that float32 cannot hold).
+    denormal doubles that float32 cannot hold); a finite value beyond
+    float32's range, which would become inf there, is refused.
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
         raise ValueError('{} must be a real number, got {!r}'.format(name, value))
@@ -31,7 +33,14 @@ def check_number(name, value, low=None, high=None, low_open=False, high_open=Fal
                                        'inf' if high is None else high,
                                        ')' if high_open else ']')
         raise ValueError('{} must be in {}, got {!r}'.format(name, interval, value))
-    return float(np.float32(value)) if float32 else float(value)
+    if not float32:
+        return float(value)
+    with np.errstate(over='ignore'):
+        rounded = float(np.float32(value))
+    if rounded in (-math.inf, math.inf) and value not in (-math.inf, math.inf):
+        raise ValueError('{} must be within float32\'s range (magnitude up to {:.7g}), got '
+                         '{!r}'.format(name, np.finfo(np.float32).max, value))
+    return rounded
 
 
 def check_int(name, value, low=0):

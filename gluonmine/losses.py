@@ -199,7 +199,7 @@ class MultiBoxLoss(_LossBlock):
                  miner=None, **kwargs):
         super(MultiBoxLoss, self).__init__(**kwargs)
         ratio = _checks.check_number('negative_mining_ratio', negative_mining_ratio, 0.,
-                                     float('inf'), high_open=True)
+                                     float('inf'), high_open=True, float32=True)
         self._rho, self._lambd = check_smooth_l1_args(rho, lambd)
         minimum = _checks.check_int('min_hard_negatives', min_hard_negatives)
         with self.name_scope():

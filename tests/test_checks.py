@@ -4,8 +4,10 @@ import pytest
 from mxnet import autograd, nd
 from numpy.testing import assert_array_equal
 
-from gluonmine import HardNegativeMiner, QuotaSampler, _checks
+from gluonmine import (HardExampleMiner, HardNegativeMiner, OHEMSampler, QuotaSampler,
+                       _checks)
 from gluonmine._block import SelectionBlock
+from gluonmine.losses import MultiBoxLoss
 
 
 @pytest.mark.parametrize('value', [True, False, float('nan'), '0.5', None])
@@ -17,6 +19,19 @@ def test_check_number_refuses_what_is_not_a_real_number(value):
         HardNegativeMiner(neg_pos_ratio=value)
     with pytest.raises(ValueError, match='pos_ratio'):
         QuotaSampler(pos_ratio=value)
+
+
+@pytest.mark.parametrize('make, name', [
+    (lambda v: HardNegativeMiner(neg_pos_ratio=v), 'neg_pos_ratio'),
+    (lambda v: OHEMSampler(v), 'ratio'), (lambda v: OHEMSampler(3, thresh=-v), 'thresh'),
+    (lambda v: HardExampleMiner(max_negatives_per_positive=v), 'max_negatives_per_positive'),
+    (lambda v: MultiBoxLoss(negative_mining_ratio=v), 'negative_mining_ratio'),
+])
+def test_a_number_beyond_float32_is_refused_not_made_infinite(make, name):
+    # 1e39 is inf in float32: a ratio of inf times no positives is NaN, and NaN keeps none
+    with pytest.raises(ValueError, match=name + " must be within float32's range"):
+        make(1e39)
+    make(3.4e38)                                                        # in range: taken
 
 
 def test_check_same_compares_the_axes_named():

@@ -609,12 +609,11 @@ def test_ohem_sampler_modes_agree_without_host_sync_and_keep_inputs(modes):
         assert_array_equal(x.asnumpy(), want)
 
 
-@pytest.mark.parametrize('thresh', [float('inf'), 1e39])       # 1e39: inf in float32
-def test_ohem_sampler_without_an_iou_limit_in_every_mode(modes, thresh):
+def test_ohem_sampler_without_an_iou_limit_in_every_mode(modes):
     # read right whatever errno earlier C code left (MXNet may misread a scalar +inf)
     inputs = list(ssd_inputs(np.random.RandomState(5), 2, 700, positive=0.1))
     with errno_left_at_erange():
-        results = modes(lambda: OHEMSampler(3, min_samples=5, thresh=thresh), inputs)
+        results = modes(lambda: OHEMSampler(3, min_samples=5, thresh=float('inf')), inputs)
     assert_same_outputs(results)
     want = OHEMSampler(3, min_samples=5, thresh=2.)(*inputs).asnumpy()     # IoUs <= 1
     assert_array_equal(results['eager'][0], want)
