@@ -366,7 +366,7 @@ def count_mask(F, masked, count, fast_k=FAST_K):
     slow = F.sort(F.broadcast_add(masked, idle), axis=1, is_ascend=False)   # (B, N)
     # at most N - 1: pick casts its index to a C int, and from 2**31 on (a huge
     # ratio's count) that wraps to a negative index, clipped to the first column
-    last = F.cast(_axis_size(F, masked, 1), dtype='float32') - 1          # (1, 1) = N - 1
+    last = F.cast(_axis_size(F, masked, 1), dtype='float32') - 1            # (1, 1) = N - 1
     at = F.reshape(F.broadcast_minimum(F.maximum(count - 1, 0), last), shape=(-1,))  # (B,)
     cut = F.where(F.reshape(slow_rows, shape=(-1,)), F.pick(slow, at, axis=1, mode='clip'),
                   ranked_entry(F, fast, at))                                # (B,)

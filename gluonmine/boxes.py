@@ -106,7 +106,7 @@ def inside_image(F, boxes, im_hw, allowed_border, shared):
     x1, y1, x2, y2 = [F.reshape(c, shape=(1, -1) if shared else (0, -1))
                       for c in _corners(F, boxes)]                          # (1 or B, N)
     height, width = F.split(im_hw, num_outputs=2, axis=-1)                  # (B, 1) each
-    border = _ops.full_like(F, width, float(allowed_border))                 # (B, 1)
+    border = _ops.full_like(F, width, float(allowed_border))                # (B, 1)
     return (F.broadcast_greater_equal(x1, -border)
             * F.broadcast_greater_equal(y1, -border)
             * F.broadcast_lesser(x2, width + border)

@@ -298,7 +298,7 @@ class OHEMSampler(SelectionBlock, _GluonCVOHEMBase):
         # check_inputs, whose ndim test needs an NDArray
         ious = F.reshape(ious, shape=(0, 0, -1))                            # (B, N, M)
         positive = x >= 0                                                   # (B, N)
-        near = _ops.row_any(F, _ops.at_least(F, ious, self._thresh))         # (B, N)
+        near = _ops.row_any(F, _ops.at_least(F, ious, self._thresh))        # (B, N)
         background = F.slice_axis(F.softmax(logits, axis=-1), axis=2, begin=0, end=1)
         background = F.reshape(background, shape=(0, 0))                    # (B, N)
         eligible = (x < 0) > near                                           # (B, N)
