@@ -6,7 +6,6 @@ shape given. Shape checks run in ``forward`` on the NDArrays a caller passes,
 so they hold eagerly and for hybridized blocks alike; nothing is read from the
 device. Inputs of another dtype are read as float32 (:func:`as_float32`).
 """
-import math
 import numbers
 
 import numpy as np
@@ -20,27 +19,31 @@ def check_number(name, value, low=None, high=None, low_open=False, high_open=Fal
     The range is ``[low, high]``; ``low_open``/``high_open`` exclude an end.
     With ``float32`` the value returned is the nearest float32, the value
     MXNet compares float32 data with (MXNet also rejects scalars such as
-    denormal doubles that float32 cannot hold); a finite value beyond
-    float32's range, which would become inf there, is refused.
+    denormal doubles that float32 cannot hold), and it must be in the range
+    too: 1e39 is inf in float32, 1e-46 is 0.
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
         raise ValueError('{} must be a real number, got {!r}'.format(name, value))
-    too_low = low is not None and (value < low or (low_open and value == low))
-    too_high = high is not None and (value > high or (high_open and value == high))
-    if too_low or too_high:
+    number = float(value)
+    if float32:
+        with np.errstate(over='ignore', under='ignore'):
+            number = float(np.float32(value))
+    if not (_within(value, low, high, low_open, high_open)
+            and _within(number, low, high, low_open, high_open)):
         interval = '{}{}, {}{}'.format('(' if low_open else '[',
                                        '-inf' if low is None else low,
                                        'inf' if high is None else high,
                                        ')' if high_open else ']')
-        raise ValueError('{} must be in {}, got {!r}'.format(name, interval, value))
-    if not float32:
-        return float(value)
-    with np.errstate(over='ignore'):
-        rounded = float(np.float32(value))
-    if rounded in (-math.inf, math.inf) and value not in (-math.inf, math.inf):
-        raise ValueError('{} must be within float32\'s range (magnitude up to {:.7g}), got '
-                         '{!r}'.format(name, np.finfo(np.float32).max, value))
-    return rounded
+        got = repr(value) if number == value else '{!r} ({!r} in float32)'.format(value, number)
+        raise ValueError('{} must be in {}, got {}'.format(name, interval, got))
+    return number
+
+
+def _within(value, low, high, low_open, high_open):
+    """Whether value lies in the range ``[low, high]`` (``None``: unbounded; open ends)."""
+    too_low = low is not None and (value < low or (low_open and value == low))
+    too_high = high is not None and (value > high or (high_open and value == high))
+    return not (too_low or too_high)
 
 
 def check_int(name, value, low=0):

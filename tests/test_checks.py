@@ -1,4 +1,6 @@
 """Argument and shape checks (gluonmine/_checks.py) and the SelectionBlock base that runs them."""
+import re
+
 import numpy as np
 import pytest
 from mxnet import autograd, nd
@@ -21,17 +23,28 @@ def test_check_number_refuses_what_is_not_a_real_number(value):
         QuotaSampler(pos_ratio=value)
 
 
-@pytest.mark.parametrize('make, name', [
-    (lambda v: HardNegativeMiner(neg_pos_ratio=v), 'neg_pos_ratio'),
-    (lambda v: OHEMSampler(v), 'ratio'), (lambda v: OHEMSampler(3, thresh=-v), 'thresh'),
-    (lambda v: HardExampleMiner(max_negatives_per_positive=v), 'max_negatives_per_positive'),
-    (lambda v: MultiBoxLoss(negative_mining_ratio=v), 'negative_mining_ratio'),
+@pytest.mark.parametrize('make, name, value', [
+    (lambda v: HardNegativeMiner(neg_pos_ratio=v), 'neg_pos_ratio', 1e39),
+    (lambda v: OHEMSampler(v), 'ratio', 1e39), (lambda v: OHEMSampler(v), 'ratio', 1e-46),
+    (lambda v: HardExampleMiner(max_negatives_per_positive=v), 'max_negatives_per_positive',
+     1e39),
+    (lambda v: MultiBoxLoss(negative_mining_ratio=v), 'negative_mining_ratio', 1e39),
+    (lambda v: QuotaSampler(pos_iou_thresh=v), 'pos_iou_thresh', 1e-46),
 ])
-def test_a_number_beyond_float32_is_refused_not_made_infinite(make, name):
-    # 1e39 is inf in float32: a ratio of inf times no positives is NaN, and NaN keeps none
-    with pytest.raises(ValueError, match=name + " must be within float32's range"):
-        make(1e39)
-    make(3.4e38)                                                        # in range: taken
+def test_a_number_out_of_range_in_float32_is_refused(make, name, value):
+    # the range holds for the float32 value the block computes with: 1e39 is inf there (a
+    # ratio of inf times no positives is NaN, which keeps no negative), 1e-46 is 0 (a
+    # positive threshold of 0 makes every candidate without overlap positive)
+    message = '{} must be in .*, got {}'.format(name, re.escape('{!r} ({!r} in float32)'.format(
+        value, float(np.float32(value)))))
+    with pytest.raises(ValueError, match=message):
+        make(value)
+
+
+def test_a_bound_number_is_taken_as_its_float32():
+    assert OHEMSampler(3.4e38)._ratio == float(np.float32(3.4e38))
+    # no bound: 1e39 is inf, the largest IoU limit there is
+    assert OHEMSampler(3, thresh=1e39)._thresh == float('inf')
 
 
 def test_check_same_compares_the_axes_named():

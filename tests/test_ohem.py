@@ -414,8 +414,12 @@ def test_tiny_scalars_are_stored_as_float32():
     indices, _ = miner(*[nd.array(x) for x in TOY])
     # all losses 0: index order; NMS at 0 keeps 0, 2, 4; cap max(1, 0 * 1) -> positive 0, then 2
     assert_array_equal(indices.asnumpy(), [[0, 2, -1, -1]])
-    assert_array_equal(OHEMSampler(1e-310, thresh=1e-310)(
+    # thresh 0 in float32: the IoU of 0 is not below it, so the negative is not eligible
+    assert_array_equal(OHEMSampler(1, min_samples=1e-310, thresh=1e-310)(
         nd.array([[0, -1]]), nd.zeros((1, 2, 3)), nd.zeros((1, 2, 1))).asnumpy(), [[1, 0]])
+    # but a ratio, which must be above 0, is 0 in float32: refused (tests/test_checks.py)
+    with pytest.raises(ValueError, match=r'ratio must be in \(0.0, inf\), got 1e-310'):
+        OHEMSampler(1e-310)
 
 
 @pytest.mark.parametrize('position, bad, name', [
