@@ -1,4 +1,5 @@
-"""Shared fixtures: seeds, the three ways a block runs, and a host-sync guard."""
+"""Shared fixtures: seeds, the three ways a block runs, a host-sync guard, an errno that
+MXNet misreads, and the miners' quota rule."""
 import contextlib
 import ctypes
 import errno

@@ -41,7 +41,7 @@ def test_a_number_out_of_range_in_float32_is_refused(make, name, value):
         make(value)
 
 
-def test_a_bound_number_is_taken_as_its_float32():
+def test_a_number_in_range_is_taken_as_its_float32():
     assert OHEMSampler(3.4e38)._ratio == float(np.float32(3.4e38))
     # no bound: 1e39 is inf, the largest IoU limit there is
     assert OHEMSampler(3, thresh=1e39)._thresh == float('inf')
