@@ -43,6 +43,9 @@ def test_a_number_out_of_range_in_float32_is_refused(make, name, value):
 
 def test_a_number_in_range_is_taken_as_its_float32():
     assert OHEMSampler(3.4e38)._ratio == float(np.float32(3.4e38))
+    # both values must be in range: above 1 is refused even where float32 rounds it to 1
+    with pytest.raises(ValueError, match=re.escape('got 1.000000000001 (1.0 in float32)')):
+        QuotaSampler(pos_iou_thresh=1 + 1e-12)
     # no bound: 1e39 is inf, the largest IoU limit there is
     assert OHEMSampler(3, thresh=1e39)._thresh == float('inf')
 
