@@ -10,6 +10,7 @@ calls its miner (a ``SelectionBlock``) on ``F.stop_gradient`` inputs, and the
 miner's output only decides which per-candidate losses are summed.
 """
 # pylint: disable=arguments-differ, invalid-name
+import numpy as np
 from mxnet import autograd, gluon
 from mxnet import ndarray as nd
 
@@ -20,6 +21,12 @@ from .ohem import HardExampleMiner
 
 
 # ------------------------------------------------------------- per-candidate losses
+
+#: The smallest smooth L1 transition point, a float32 (1.4693693e-39): the loss scales by
+#: ``0.5 / rho``, which below this is inf in float32, and inf times a box error of exactly
+#: 0 is NaN.
+RHO_MIN = float(np.nextafter(np.float32(0.5 / float(np.finfo(np.float32).max)), np.float32(1)))
+
 
 def huber(F, x, rho):
     """Smooth L1 of each entry, MXNet's ``HuberLoss``: |x| - rho/2 above rho, x^2/(2 rho) below."""
@@ -132,10 +139,13 @@ def check_miner(miner):
 
 
 def check_smooth_l1_args(rho, lambd):
-    """``(rho, lambd)`` as floats: the smooth L1 transition point, > 0, and the box
-    loss weight, >= 0 (``ValueError`` naming the argument otherwise)."""
-    return (_checks.check_number('rho', rho, 0., float('inf'), low_open=True, high_open=True),
-            _checks.check_number('lambd', lambd, 0., float('inf'), high_open=True))
+    """``(rho, lambd)`` as the float32 values the loss computes with: the smooth L1
+    transition point, at least :data:`RHO_MIN`, and the box loss weight, >= 0, both
+    finite in float32 (``ValueError`` naming the argument otherwise)."""
+    return (_checks.check_number('rho', rho, RHO_MIN, float('inf'), high_open=True,
+                                 float32=True),
+            _checks.check_number('lambd', lambd, 0., float('inf'), high_open=True,
+                                 float32=True))
 
 
 # ------------------------------------------------------------- SSD
@@ -170,7 +180,7 @@ class MultiBoxLoss(_LossBlock):
     negative_mining_ratio : float, default 3
         Negatives kept per positive, >= 0 (for the default miner).
     rho : float, default 1.0
-        Smooth L1 transition point, > 0.
+        Smooth L1 transition point, > 0 (at least :data:`RHO_MIN`, 1.5e-39).
     lambd : float, default 1.0
         Weight of the box loss in the sum, >= 0.
     min_hard_negatives : int, default 0
@@ -288,7 +298,7 @@ class SSDMultiBoxLoss(gluon.Block):
     negative_mining_ratio : float, default 3
         Negatives kept per positive, >= 0 (for the default miner).
     rho : float, default 1.0
-        Smooth L1 transition point, > 0.
+        Smooth L1 transition point, > 0 (at least :data:`RHO_MIN`, 1.5e-39).
     lambd : float, default 1.0
         Weight of the box loss in the sum, >= 0.
     min_hard_negatives : int, default 0
@@ -374,7 +384,8 @@ class RCNNHardExampleLoss(_LossBlock):
         the paper's ``HardExampleMiner(64, 0.7, 'both', 1., lambd)``: 64 RoIs
         per image (128 per 2 images), NMS at 0.7, ranked by the loss trained.
     rho : float, default 1.0
-        Smooth L1 transition point, > 0 (GluonCV's RCNN box loss uses 1).
+        Smooth L1 transition point, at least :data:`RHO_MIN` (GluonCV's RCNN box
+        loss uses 1).
     lambd : float, default 1.0
         Weight of the box loss, >= 0.
 

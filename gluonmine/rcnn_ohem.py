@@ -120,8 +120,8 @@ class OHEMFasterRCNN(gluon.Block):
         mask)`` as :class:`~gluonmine.ohem.HardExampleMiner`; ``None``
         builds ``HardExampleMiner(64, 0.7, 'both', 1., lambd)``.
     rho : float, default 1.0
-        Smooth L1 transition point of the per-RoI box loss, > 0 (GluonCV's
-        RCNN box loss uses 1).
+        Smooth L1 transition point of the per-RoI box loss, at least
+        ``losses.RHO_MIN`` (1.5e-39; GluonCV's RCNN box loss uses 1).
     lambd : float, default 1.0
         Weight of the box loss in the per-RoI loss of the statistics and of
         the default miner, >= 0.

@@ -123,7 +123,8 @@ class RPNTargetGenerator(SelectionBlock):
     pos_ratio : float, default 0.5
         Fraction of ``num_sample`` that positives may take.
     stds : tuple of 4 float, default (1., 1., 1., 1.)
-        Divisors of the encoded box targets (GluonCV's ``box_norm``), finite, > 0.
+        Divisors of the encoded box targets (GluonCV's ``box_norm``), > 0 and finite
+        in float32.
     allowed_border : float, default 0
         Pixels an anchor may reach beyond the image; ``float('inf')`` keeps all.
     sampler : RPNTargetSampler or QuotaSampler, default None
@@ -155,8 +156,9 @@ class RPNTargetGenerator(SelectionBlock):
         if len(tuple(stds)) != 4:
             raise ValueError('stds must hold 4 numbers, got {!r}'.format(stds))
         self._stds = tuple(_checks.check_number('stds', s, 0., float('inf'), low_open=True,
-                                                high_open=True) for s in stds)
-        self._allowed_border = _checks.check_number('allowed_border', allowed_border)
+                                                high_open=True, float32=True) for s in stds)
+        self._allowed_border = _checks.check_number('allowed_border', allowed_border,
+                                                    float32=True)
         self._shared = True
         with self.name_scope():
             self.sampler = sampler

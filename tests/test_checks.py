@@ -1,15 +1,17 @@
 """Argument and shape checks (gluonmine/_checks.py) and the SelectionBlock base that runs them."""
 import re
 
+import mxnet as mx
 import numpy as np
 import pytest
 from mxnet import autograd, nd
 from numpy.testing import assert_array_equal
 
 from gluonmine import (HardExampleMiner, HardNegativeMiner, OHEMSampler, QuotaSampler,
-                       _checks)
+                       RPNTargetGenerator, _checks)
 from gluonmine._block import SelectionBlock
-from gluonmine.losses import MultiBoxLoss
+from gluonmine.losses import MultiBoxLoss, RCNNHardExampleLoss
+from test_reliability import GOOD
 
 
 @pytest.mark.parametrize('value', [True, False, float('nan'), '0.5', None])
@@ -30,11 +32,16 @@ def test_check_number_refuses_what_is_not_a_real_number(value):
      1e39),
     (lambda v: MultiBoxLoss(negative_mining_ratio=v), 'negative_mining_ratio', 1e39),
     (lambda v: QuotaSampler(pos_iou_thresh=v), 'pos_iou_thresh', 1e-46),
+    (lambda v: RPNTargetGenerator(stds=(1., 1., v, 1.)), 'stds', 1e-46),
+    (lambda v: RPNTargetGenerator(stds=(v, 1., 1., 1.)), 'stds', 3.5e38),
+    (lambda v: MultiBoxLoss(rho=v), 'rho', 1e-310),
+    (lambda v: RCNNHardExampleLoss(lambd=v), 'lambd', 1e39),
 ])
 def test_a_number_out_of_range_in_float32_is_refused(make, name, value):
     # the range holds for the float32 value the block computes with: 1e39 is inf there (a
     # ratio of inf times no positives is NaN, which keeps no negative), 1e-46 is 0 (a
-    # positive threshold of 0 makes every candidate without overlap positive)
+    # positive threshold of 0 makes every candidate without overlap positive; a std of 0
+    # makes box targets inf), and MXNet refuses a scalar of 1e-310 in the forward
     message = '{} must be in .*, got {}'.format(name, re.escape('{!r} ({!r} in float32)'.format(
         value, float(np.float32(value)))))
     with pytest.raises(ValueError, match=message):
@@ -48,6 +55,29 @@ def test_a_number_in_range_is_taken_as_its_float32():
         QuotaSampler(pos_iou_thresh=1 + 1e-12)
     # no bound: 1e39 is inf, the largest IoU limit there is
     assert OHEMSampler(3, thresh=1e39)._thresh == float('inf')
+
+
+def test_a_double_too_small_for_float32_is_taken_as_0():
+    # MXNet refuses 1e-310 (a denormal double) as an operator's scalar: the block computes
+    # with 0, the value a float32 computation has anyway
+    gt, anchors, hw = GOOD['RPNTargetGenerator']
+    inputs = [nd.array(gt), nd.array(anchors), nd.array(hw)]
+    tiny = RPNTargetGenerator(num_sample=16, allowed_border=1e-310)
+    assert tiny._allowed_border == 0.
+    for got, want in zip(run(tiny, inputs), run(RPNTargetGenerator(num_sample=16), inputs)):
+        assert_array_equal(got, want)
+    inputs = [nd.array(x) for x in GOOD['MultiBoxLoss']]
+    tiny = MultiBoxLoss(lambd=1e-310)
+    assert tiny._lambd == 0.
+    for got, want in zip(run(tiny, inputs), run(MultiBoxLoss(lambd=0.), inputs)):
+        assert_array_equal(got, want)
+
+
+def run(block, inputs):
+    block.initialize()
+    block.hybridize()
+    mx.random.seed(0)
+    return [x.asnumpy() for x in block(*inputs)]
 
 
 def test_check_same_compares_the_axes_named():

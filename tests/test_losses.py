@@ -11,7 +11,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from conftest import assert_same_outputs, forward_without_host_sync, no_host_sync, random_boxes
 from gluonmine.hard_negative import HardNegativeMiner
 from gluonmine.losses import (MultiBoxLoss, RCNNHardExampleLoss, SSDMultiBoxLoss, class_losses,
-                              huber, positives_over_devices)
+                              RHO_MIN, huber, positives_over_devices)
 from gluonmine.ohem import HardExampleMiner
 
 LN = math.log
@@ -382,10 +382,29 @@ def test_rcnn_loss_modes_and_no_host_sync(modes):
     (lambda: RCNNHardExampleLoss(miner=lambda *x: x), 'miner'),
     (lambda: RCNNHardExampleLoss(rho=-1.), 'rho'),
     (lambda: RCNNHardExampleLoss(lambd=float('nan')), 'lambd'),
+    (lambda: RCNNHardExampleLoss(rho=RHO_MIN * 0.99), 'rho'),
 ])
 def test_rejects_bad_arguments(make, name):
     with pytest.raises(ValueError, match=name):
         make()
+
+
+@pytest.mark.parametrize('make, inputs', [
+    (MultiBoxLoss, ssd_inputs(np.random.RandomState(13))),
+    (RCNNHardExampleLoss, rcnn_inputs(np.random.RandomState(13)))], ids=['ssd', 'rcnn'])
+def test_the_smallest_rho_keeps_exact_box_predictions_finite(make, inputs):
+    # box predictions equal to their targets: 0.5 / rho times a zero error is 0 from
+    # RHO_MIN on (below it, inf * 0 made NaN losses, and the RCNN miner then chose nothing)
+    inputs[3] = inputs[1].copy()
+    with_rho = make(rho=RHO_MIN)
+    with_rho.initialize()
+    plain = make()
+    plain.initialize()
+    got, want = with_rho(*inputs), plain(*inputs)
+    # the box loss is 0 either way: every output is the default rho's
+    for g, w in zip(got, want):
+        assert_array_equal(g.asnumpy(), w.asnumpy())
+    assert (got[0].asnumpy() > 0).all()
 
 
 def test_rejects_bad_inputs():
